@@ -1,0 +1,140 @@
+"""The ``unet-hub`` command line: ``train`` and ``predict``.
+
+Each sub-command parses its arguments, calls one library function and reports the
+result; a ``UNetHubError`` is shown as one ``error:`` line, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import UNetHubError
+
+PROG = "unet-hub"
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show an option's default unless it has none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.required:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One ``--option`` per dataclass field, with its type, default and help text."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        optional = type(None) in args
+        if optional or isinstance(hint, types.UnionType):
+            hint = next(a for a in args if a is not type(None))
+        kwargs: dict = {"help": f.metadata.get("help", ""), "dest": f.name}
+        if f.metadata.get("required"):
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = f.default
+        if hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(hint) is list:
+            kwargs.update(nargs="+", type=typing.get_args(hint)[0])
+        else:
+            kwargs["type"] = hint
+        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``unet-hub`` parser with its sub-commands."""
+    from .training import TrainConfig
+
+    fmt = _HelpFormatter
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a U-Net on image/mask pairs", formatter_class=fmt)
+    _add_dataclass_options(train, TrainConfig)
+    train.set_defaults(handler=_train)
+
+    predict = sub.add_parser(
+        "predict", help="write a mask PNG for each image", formatter_class=fmt
+    )
+    predict.add_argument("model", help="a saved model folder or a Hugging Face Hub repo id")
+    predict.add_argument("images", nargs="+", type=Path, help="image files to segment")
+    predict.add_argument("--out", type=Path, required=True, help="folder for the mask PNGs")
+    predict.add_argument(
+        "--threshold", type=float, default=None,
+        help="foreground probability threshold (default: the model's recommended one)",
+    )
+    predict.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
+    predict.set_defaults(handler=_predict)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .training import TrainConfig, train
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    result = train(cfg, command=_command_line())
+    best = result.best
+    summary = f"best epoch {result.best_epoch}"
+    if best.val_dice is not None:
+        summary += f": validation Dice {best.val_dice:.4f}, IoU {best.val_iou:.4f}"
+    print(f"{summary}\nbest model: {result.out}/  (last epoch: {result.out}/last/)")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import cv2
+
+    from .imaging import read_image
+    from .inference import predict_mask, resolve_device
+    from .model import UNet
+
+    model = UNet.from_pretrained(args.model, map_location=str(resolve_device(args.device)))
+    args.out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for image_path in args.images:
+        target = args.out / f"{image_path.stem}.png"
+        try:
+            if target.resolve() == image_path.resolve():
+                raise UNetHubError(f"{image_path}: the mask would overwrite the image; "
+                                   "choose another --out folder")
+            mask = predict_mask(model, read_image(image_path), args.threshold)
+        except UNetHubError as e:  # report and go on with the other images
+            print(f"error: {e}", file=sys.stderr)
+            failures += 1
+            continue
+        cv2.imwrite(str(target), mask)
+        print(f"{image_path} -> {target}")
+    return 1 if failures else 0
+
+
+def _command_line() -> str:
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except UNetHubError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

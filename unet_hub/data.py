@@ -1,0 +1,148 @@
+"""Finding image/mask pairs on disk and serving them as a PyTorch data set."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .errors import DataError
+from .imaging import IMAGE_EXTENSIONS, mask_to_target, read_image, resize, to_model_input
+
+#: (image folder, mask folder) names recognised inside a data folder, in order of preference.
+LAYOUTS = (
+    ("Training_Images", "Training_Labels"),
+    ("images", "masks"),
+    ("image", "label"),
+)
+
+Pair = tuple[Path, Path]
+Augment = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _natural_key(path: Path) -> list:
+    """Sort "2" before "10"."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.stem)]
+
+
+def _images_in(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in folder.iterdir():
+        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+            if path.stem in found:
+                raise DataError(
+                    f"{folder}: two files share the name {path.stem!r} "
+                    f"({found[path.stem].name}, {path.name}); keep one"
+                )
+            found[path.stem] = path
+    return found
+
+
+def find_pairs(root: str | Path) -> list[Pair]:
+    """Image/mask pairs matched by file stem, in natural order of the stems.
+
+    ``root`` holds an image folder and a mask folder named as in ``LAYOUTS``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such data folder")
+    for image_dir, mask_dir in LAYOUTS:
+        if (root / image_dir).is_dir() and (root / mask_dir).is_dir():
+            break
+    else:
+        expected = ", ".join(f"{i}/ + {m}/" for i, m in LAYOUTS)
+        raise DataError(f"{root}: no image and mask folders found; expected one of {expected}")
+    images, masks = _images_in(root / image_dir), _images_in(root / mask_dir)
+    if not images:
+        raise DataError(f"{root / image_dir}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+    for what, have, lack, where in (
+        ("images", images, masks, mask_dir),
+        ("masks", masks, images, image_dir),
+    ):
+        orphans = sorted(set(have) - set(lack))
+        if orphans:
+            names = ", ".join(have[s].name for s in orphans[:5])
+            more = f" and {len(orphans) - 5} more" if len(orphans) > 5 else ""
+            raise DataError(
+                f"{root}: {what} without a match of the same name in {where}/: {names}{more}"
+            )
+    return sorted(((images[s], masks[s]) for s in images), key=lambda p: _natural_key(p[0]))
+
+
+def split_validation(pairs: list[Pair], fraction: float) -> tuple[list[Pair], list[Pair]]:
+    """Hold out the last contiguous block of ``fraction`` of the pairs for validation.
+
+    Neighbouring files (e.g. consecutive slices of a volume) are alike, so a random
+    sample would inflate the validation score; a contiguous block does not.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise DataError(f"the validation fraction must be in [0, 1), got {fraction}")
+    n_val = math.ceil(len(pairs) * fraction) if fraction > 0 else 0
+    if n_val and len(pairs) - n_val < 1:
+        raise DataError(
+            f"{len(pairs)} image(s) are too few to hold out {fraction:.0%} for validation; "
+            "add images, lower the validation fraction or give a separate validation folder"
+        )
+    return pairs[: len(pairs) - n_val], pairs[len(pairs) - n_val :]
+
+
+class SegmentationDataset(Dataset):
+    """Image/mask pairs, decoded once and kept in memory, served as tensors.
+
+    Every pair is read when the data set is built, so an unreadable file or a size
+    mismatch is reported at once, naming the files, not later inside a worker.
+    Items are ``(image C×H×W float32 in [0, 1], target)``; see ``mask_to_target``.
+    """
+
+    def __init__(
+        self,
+        pairs: list[Pair],
+        n_channels: int = 1,
+        n_classes: int = 1,
+        image_size: int | None = None,
+        augment: Augment | None = None,
+        input_scaling: str = "dtype",
+    ):
+        if not pairs:
+            raise DataError("no image/mask pairs to load")
+        self.pairs = pairs
+        self.n_channels, self.n_classes = n_channels, n_classes
+        self.augment, self.input_scaling = augment, input_scaling
+        self.images: list[np.ndarray] = []
+        self.masks: list[np.ndarray] = []
+        for image_path, mask_path in pairs:
+            image, mask = read_image(image_path), read_image(mask_path)
+            if image.shape[:2] != mask.shape[:2]:
+                raise DataError(
+                    f"{image_path} is {image.shape[1]}×{image.shape[0]} but its mask "
+                    f"{mask_path} is {mask.shape[1]}×{mask.shape[0]}; they must match"
+                )
+            if n_classes > 1 and mask.max() >= n_classes:
+                raise DataError(
+                    f"{mask_path} holds class id {int(mask.max())}, but there are only "
+                    f"{n_classes} classes; pass the right number of classes"
+                )
+            if image_size:
+                image, mask = resize(image, image_size), resize(mask, image_size, nearest=True)
+            self.images.append(image)
+            self.masks.append(mask)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def sizes(self) -> set[tuple[int, int]]:
+        """The distinct (height, width) of the stored images."""
+        return {image.shape[:2] for image in self.images}
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.images[index], self.masks[index]
+        if self.augment is not None:
+            image, mask = self.augment(image, mask)
+        x = to_model_input(image, self.n_channels, self.input_scaling)
+        y = mask_to_target(mask, self.n_classes)
+        return torch.from_numpy(x), torch.from_numpy(np.ascontiguousarray(y))

@@ -1,0 +1,31 @@
+"""Writing a model as a ``save_pretrained`` folder with its model card."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .model import UNet
+
+#: The files that make up a saved model.
+MODEL_FILES = ("config.json", "model.safetensors", "README.md")
+
+
+def save_model_folder(model: UNet, directory: str | Path, **card: Any) -> Path:
+    """``save_pretrained`` into ``directory``, replacing each model file atomically.
+
+    The folder is first written beside the target and each file then renamed into
+    place, so an interrupted save never leaves a half-written model behind. ``card``
+    goes to the model card (``metrics``, ``training``, ``repo_id``, ``datasets``).
+    Other files in ``directory`` (a training log, sub-folders) are left alone.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".saving-") as tmp:
+        model.save_pretrained(tmp, model_card_kwargs=card)
+        for name in MODEL_FILES:
+            os.replace(Path(tmp) / name, directory / name)
+    return directory
+
