@@ -20,7 +20,15 @@ from typing import Any
 
 import torch
 from huggingface_hub import ModelCard, PyTorchModelHubMixin, constants, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
@@ -129,6 +137,26 @@ class UNet(
         return self.outc(x)[..., :h, :w]
 
     # -- Hub mixin hooks ---------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> UNet:
+        """Load a model from a ``save_pretrained`` folder or a Hub repo id.
+
+        Takes the mixin's arguments (``revision``, ``token``, ``cache_dir``,
+        ``force_download``, ``local_files_only``, ``map_location``); any config key given
+        as a keyword overrides the saved one (e.g. ``threshold=0.3``). Every failure is a
+        ``ModelLoadError`` that says what to do.
+        """
+        name = str(pretrained_model_name_or_path)
+        if not os.path.isdir(name) and _looks_like_a_path(name):
+            raise ModelLoadError(f"{name}: no such model folder")
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except (HfHubHTTPError, EntryNotFoundError, HFValidationError) as e:
+            raise ModelLoadError(
+                hub_error_message(str(pretrained_model_name_or_path), CONFIG_NAME, e)
+            ) from None
+
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """Write ``model.safetensors`` and the full ``config.json``."""
@@ -277,20 +305,51 @@ def _fetch(model_id: str, filename: str, **hub_kwargs: Any) -> str:
     if os.path.isdir(model_id):
         path = os.path.join(model_id, filename)
         if not os.path.isfile(path):
-            raise ModelLoadError(f"{model_id}: {filename} is missing from this model folder")
+            raise ModelLoadError(
+                f"{model_id}: no {filename} in this folder; it is not a complete unet-hub model"
+            )
         return path
     if os.path.exists(model_id):
         raise ModelLoadError(f"{model_id} is a file; give the model's folder or a Hub repo id")
     try:
         return hf_hub_download(repo_id=model_id, filename=filename, **hub_kwargs)
-    except EntryNotFoundError:
-        raise ModelLoadError(f"{model_id}: the repo has no {filename}") from None
-    except HFValidationError:
-        raise ModelLoadError(
-            f"{model_id}: no such folder, and not a valid Hub repo id (user/name)"
-        ) from None
-    except HfHubHTTPError as e:
-        raise ModelLoadError(f"{model_id}: cannot download {filename}: {e}") from None
+    except (HfHubHTTPError, EntryNotFoundError, HFValidationError) as e:
+        raise ModelLoadError(hub_error_message(model_id, filename, e)) from None
+
+
+def _looks_like_a_path(name: str) -> bool:
+    """True for names that can only be meant as local paths, not as Hub repo ids."""
+    parent = os.path.dirname(name)
+    return (
+        os.path.isabs(name)
+        or name.startswith((".", "~"))
+        or os.sep in name.replace("/", "", 1)
+        or (parent not in ("", ".") and os.path.isdir(parent))
+    )
+
+
+def hub_error_message(model_id: str, filename: str, error: Exception) -> str:
+    """One line saying why ``filename`` of ``model_id`` could not be had, and what to do."""
+    if isinstance(error, HFValidationError):
+        return f"{model_id}: no such model folder, and not a valid Hub repo id (user/name)"
+    if isinstance(error, LocalEntryNotFoundError):
+        return (
+            f"{model_id}: not a local folder, the Hub cannot be reached and {filename} is not "
+            "in the local cache; check the path, or connect and try again"
+        )
+    if isinstance(error, GatedRepoError):
+        return f"{model_id}: the repo is gated; request access on the Hub, then log in"
+    if isinstance(error, RepositoryNotFoundError):
+        return (
+            f"{model_id}: no such model folder or Hub repo (if the repo is private, log in "
+            "with `hf auth login` or set HF_TOKEN)"
+        )
+    if isinstance(error, RevisionNotFoundError):
+        return f"{model_id}: the requested revision does not exist"
+    if isinstance(error, EntryNotFoundError):
+        return f"{model_id}: the repo has no {filename}; it is not a unet-hub model"
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    return f"{model_id}: cannot download {filename} (HTTP {status}): {str(error).splitlines()[0]}"
 
 
 def load_weights(model: nn.Module, weights_file: str, source: str) -> None:
