@@ -43,7 +43,10 @@ def test_widths_scale_with_base_channels():
     model = UNet(n_channels=3, n_classes=2, base_channels=8)
     assert model.inc[0].in_channels == 3
     assert [m[1][0].out_channels for m in (model.down1, model.down2, model.down3, model.down4)] == [
-        16, 32, 64, 64
+        16,
+        32,
+        64,
+        64,
     ]
     assert model.outc.out_channels == 2
 

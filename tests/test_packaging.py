@@ -171,5 +171,8 @@ def test_save_model_folder_replaces_files_and_keeps_others(tmp_path):
     save_model_folder(UNet(base_channels=2, threshold=0.4), folder)
     assert json.loads((folder / "config.json").read_text())["threshold"] == 0.4
     assert sorted(p.name for p in folder.iterdir()) == [
-        "README.md", "config.json", "model.safetensors", "training_log.csv"
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "training_log.csv",
     ]

@@ -64,14 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataclass_options(train, TrainConfig)
     train.set_defaults(handler=_train)
 
-    predict = sub.add_parser(
-        "predict", help="write a mask PNG for each image", formatter_class=fmt
-    )
+    predict = sub.add_parser("predict", help="write a mask PNG for each image", formatter_class=fmt)
     predict.add_argument("model", help="a saved model folder or a Hugging Face Hub repo id")
     predict.add_argument("images", nargs="+", type=Path, help="image files to segment")
     predict.add_argument("--out", type=Path, required=True, help="folder for the mask PNGs")
     predict.add_argument(
-        "--threshold", type=float, default=None,
+        "--threshold",
+        type=float,
+        default=None,
         help="foreground probability threshold (default: the model's recommended one)",
     )
     predict.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
@@ -107,8 +107,9 @@ def _predict(args: argparse.Namespace) -> int:
         target = args.out / f"{image_path.stem}.png"
         try:
             if target.resolve() == image_path.resolve():
-                raise UNetHubError(f"{image_path}: the mask would overwrite the image; "
-                                   "choose another --out folder")
+                raise UNetHubError(
+                    f"{image_path}: the mask would overwrite the image; choose another --out folder"
+                )
             mask = predict_mask(model, read_image(image_path), args.threshold)
         except UNetHubError as e:  # report and go on with the other images
             print(f"error: {e}", file=sys.stderr)

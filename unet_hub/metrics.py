@@ -21,7 +21,8 @@ class ConfusionCounts:
     fn: torch.Tensor = field(init=False)
 
     def __post_init__(self) -> None:
-        self.tp, self.fp, self.fn = (torch.zeros(self.n_classes, dtype=torch.float64) for _ in "abc")
+        zeros = torch.zeros(self.n_classes, dtype=torch.float64)
+        self.tp, self.fp, self.fn = zeros, zeros.clone(), zeros.clone()
 
     def update(self, probabilities: torch.Tensor, target: torch.Tensor, threshold: float) -> None:
         """Add a batch: probabilities N×classes×H×W; target N×1×H×W of 0/1 for one

@@ -157,7 +157,6 @@ class UNet(
                 hub_error_message(str(pretrained_model_name_or_path), CONFIG_NAME, e)
             ) from None
 
-
     def _save_pretrained(self, save_directory: Path) -> None:
         """Write ``model.safetensors`` and the full ``config.json``."""
         super()._save_pretrained(save_directory)

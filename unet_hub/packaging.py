@@ -28,4 +28,3 @@ def save_model_folder(model: UNet, directory: str | Path, **card: Any) -> Path:
         for name in MODEL_FILES:
             os.replace(Path(tmp) / name, directory / name)
     return directory
-

@@ -32,7 +32,7 @@ LOG_NAME = "training_log.csv"
 LAST_DIR = "last"
 
 
-def _opt(default, help: str, **meta):  # noqa: A002 - "help" mirrors argparse
+def _opt(default, help: str, **meta):
     return field(default=default, metadata={"help": help, **meta})
 
 
@@ -40,23 +40,40 @@ def _opt(default, help: str, **meta):  # noqa: A002 - "help" mirrors argparse
 class TrainConfig:
     """Everything a training run depends on; the command line is generated from it."""
 
-    data: str = _opt(None, "training data folder (images/ + masks/, image/ + label/, "
-                     "or Training_Images/ + Training_Labels/)", required=True)
-    out: str = _opt(None, "output folder: the best model (a save_pretrained folder), "
-                    f"{LAST_DIR}/ (the last epoch's model) and {LOG_NAME}", required=True)
+    data: str = _opt(
+        None,
+        "training data folder (images/ + masks/, image/ + label/, "
+        "or Training_Images/ + Training_Labels/)",
+        required=True,
+    )
+    out: str = _opt(
+        None,
+        "output folder: the best model (a save_pretrained folder), "
+        f"{LAST_DIR}/ (the last epoch's model) and {LOG_NAME}",
+        required=True,
+    )
     val_data: str | None = _opt(None, "separate validation data folder (overrides --val-fraction)")
-    val_fraction: float = _opt(0.2, "fraction of the sorted training files held out, as one "
-                               "contiguous block at the end, for validation (0 = none)")
+    val_fraction: float = _opt(
+        0.2,
+        "fraction of the sorted training files held out, as one "
+        "contiguous block at the end, for validation (0 = none)",
+    )
     epochs: int = _opt(40, "number of passes over the training data")
     batch_size: int = _opt(1, "images per optimisation step")
     lr: float = _opt(1e-5, "RMSprop learning rate")
     weight_decay: float = _opt(1e-8, "RMSprop weight decay")
     momentum: float = _opt(0.9, "RMSprop momentum")
-    image_size: int | None = _opt(None, "resize images and masks to this square size "
-                                  "(masks by nearest neighbour); default: keep their size")
+    image_size: int | None = _opt(
+        None,
+        "resize images and masks to this square size "
+        "(masks by nearest neighbour); default: keep their size",
+    )
     n_channels: int = _opt(1, "input channels: 1 = grayscale, 3 = RGB")
-    n_classes: int = _opt(1, "output classes: 1 = binary mask (any mask value > 0 is "
-                          "foreground), more = masks hold class ids")
+    n_classes: int = _opt(
+        1,
+        "output classes: 1 = binary mask (any mask value > 0 is "
+        "foreground), more = masks hold class ids",
+    )
     labels: list[str] | None = _opt(None, "name of each class, e.g. 'cell interior'")
     base_channels: int = _opt(64, "width of the first U-Net level (64 = the classic network)")
     bilinear: bool = _opt(True, "bilinear up-sampling (else transposed convolutions)")
@@ -115,8 +132,13 @@ def load_datasets(cfg: TrainConfig) -> tuple[SegmentationDataset, SegmentationDa
         train_pairs, val_pairs = pairs, find_pairs(cfg.val_data)
     else:
         train_pairs, val_pairs = split_validation(pairs, cfg.val_fraction)
-    common = {"n_channels": cfg.n_channels, "n_classes": cfg.n_classes, "image_size": cfg.image_size}
-    train_set = SegmentationDataset(train_pairs, augment=RandomFlip() if cfg.flip else None, **common)
+    common = {
+        "n_channels": cfg.n_channels,
+        "n_classes": cfg.n_classes,
+        "image_size": cfg.image_size,
+    }
+    flip = RandomFlip() if cfg.flip else None
+    train_set = SegmentationDataset(train_pairs, augment=flip, **common)
     val_set = SegmentationDataset(val_pairs, **common) if val_pairs else None
     if cfg.batch_size > 1 and len(train_set.sizes()) > 1:
         raise DataError(
@@ -185,8 +207,11 @@ def train(cfg: TrainConfig, command: str | None = None) -> TrainResult:
     log_path.unlink(missing_ok=True)
     card_training = {
         "data": f"{cfg.data} ({len(train_set)} images)",
-        "val": (f"{cfg.val_data or 'held-out block of ' + cfg.data} ({len(val_set)} images)"
-                if val_set else None),
+        "val": (
+            f"{cfg.val_data or 'held-out block of ' + cfg.data} ({len(val_set)} images)"
+            if val_set
+            else None
+        ),
         "recipe": cfg.recipe(),
         "epochs": cfg.epochs,
         "command": command or "",

@@ -1,0 +1,1 @@
+"""Test helpers for unet-hub (a local, Hub-compatible HTTP server: see `hub_server`)."""
