@@ -160,6 +160,8 @@ class UNet(
     def _save_pretrained(self, save_directory: Path) -> None:
         """Write ``model.safetensors`` and the full ``config.json``."""
         super()._save_pretrained(save_directory)
+        # safetensors creates the file owner-only; a model folder is meant to be shared.
+        (save_directory / WEIGHTS_NAME).chmod(0o644)
         config = {
             **self.config,
             "format": CONFIG_FORMAT,
