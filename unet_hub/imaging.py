@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import PIL.Image
 
 from .errors import ImageReadError
 
@@ -21,13 +22,37 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 INPUT_SCALINGS = ("dtype", "minmax")
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as H×W (gray) or H×W×C (RGB or RGBA), keeping its bit depth."""
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) from the file's header, without decoding it; None if unknown."""
+    try:
+        with PIL.Image.open(path) as im:
+            return im.size
+    except PIL.Image.DecompressionBombError:
+        raise  # PIL refuses to even describe it: far too large
+    except (OSError, ValueError):
+        return None
+
+
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """Read an image file as H×W (gray) or H×W×C (RGB or RGBA), keeping its bit depth.
+
+    With ``max_pixels``, a larger image is refused from its header, before decoding.
+    """
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: the file is empty; replace it with a real image")
+    if max_pixels is not None:
+        try:
+            size = image_size(path)
+        except PIL.Image.DecompressionBombError:
+            raise ImageReadError(f"{path}: the image is far too large to open") from None
+        if size is not None and size[0] * size[1] > max_pixels:
+            raise ImageReadError(
+                f"{path}: {size[0]}×{size[1]} pixels is more than the limit of "
+                f"{max_pixels:,}; downscale or crop it first"
+            )
     data = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import types
 import typing
 from importlib import resources
@@ -19,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import ModelCard, PyTorchModelHubMixin, constants, hf_hub_download
+from huggingface_hub import (
+    EvalResult,
+    ModelCard,
+    PyTorchModelHubMixin,
+    constants,
+    hf_hub_download,
+)
 from huggingface_hub.errors import (
     EntryNotFoundError,
     GatedRepoError,
@@ -171,13 +178,30 @@ class UNet(
         (save_directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
 
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
-        """Render ``model_card.md`` with this model's config and any training facts
-        passed as ``model_card_kwargs`` (``metrics``, ``training``, ``repo_id``)."""
+        """Render ``model_card.md`` with this model's config and the training facts passed
+        as ``model_card_kwargs``: ``metrics`` (name -> value), ``eval_dataset`` (the name
+        of the data they were measured on), ``training`` (a dict) and ``repo_id``.
+
+        Metrics measured on a named data set also go into the card's YAML ``model-index``,
+        where the Hub and ``card_metrics`` read them.
+        """
         card = super().generate_model_card(
             *args, config=self.config, n_parameters=count_parameters(self), **kwargs
         )
-        if kwargs.get("datasets"):
-            card.data.datasets = kwargs["datasets"]
+        metrics, dataset = kwargs.get("metrics"), kwargs.get("eval_dataset")
+        if metrics and dataset:
+            card.data.model_name = kwargs.get("repo_id") or "unet"
+            card.data.eval_results = [
+                EvalResult(
+                    task_type="image-segmentation",
+                    dataset_type=_slug(dataset),
+                    dataset_name=dataset,
+                    metric_type=_slug(name),
+                    metric_name=name,
+                    metric_value=value,
+                )
+                for name, value in metrics.items()
+            ]
         return card
 
     @classmethod
@@ -216,6 +240,10 @@ class UNet(
         weights_file = _fetch(model_id, WEIGHTS_NAME, **hub_kwargs)
         load_weights(model, weights_file, source=model_id)
         return model.to(map_location).eval()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -205,13 +205,14 @@ def train(cfg: TrainConfig, command: str | None = None) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / LOG_NAME
     log_path.unlink(missing_ok=True)
+    eval_dataset = (
+        f"{cfg.val_data or 'held-out block of ' + cfg.data} ({len(val_set)} images)"
+        if val_set
+        else f"{cfg.data} (training images)"
+    )
     card_training = {
         "data": f"{cfg.data} ({len(train_set)} images)",
-        "val": (
-            f"{cfg.val_data or 'held-out block of ' + cfg.data} ({len(val_set)} images)"
-            if val_set
-            else None
-        ),
+        "val": eval_dataset if val_set else None,
         "recipe": cfg.recipe(),
         "epochs": cfg.epochs,
         "command": command or "",
@@ -250,11 +251,12 @@ def train(cfg: TrainConfig, command: str | None = None) -> TrainResult:
 
         metrics = _card_metrics(stats)
         last = {"epoch": epoch, "selected": "the last epoch"}
-        save_model_folder(model, out / LAST_DIR, training=card_training | last, metrics=metrics)
+        card = {"metrics": metrics, "eval_dataset": eval_dataset}
+        save_model_folder(model, out / LAST_DIR, training=card_training | last, **card)
         if stats.best:
             best_score, best_epoch = score, epoch
             best = {"epoch": epoch, "selected": f"the best epoch by {selection}"}
-            save_model_folder(model, out, training=card_training | best, metrics=metrics)
+            save_model_folder(model, out, training=card_training | best, **card)
         _write_log_row(log_path, stats)
         progress.set_postfix_str(_describe(stats), refresh=True)
     progress.close()
