@@ -13,11 +13,9 @@ $(BIN)/.installed: pyproject.toml requirements.txt
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
-## demo: train a small U-Net on the bundled ISBI sample, then segment the example images
+## demo: the web app on the bundled model (http://127.0.0.1:7860; GRADIO_SERVER_PORT to change)
 demo: $(BIN)/.installed
-	$(BIN)/python train.py --data examples/isbi2012/train --out runs/demo \
-		--epochs 5 --image-size 256 --base-channels 16 --lr 1e-4 --val-fraction 0.25
-	$(BIN)/unet-hub predict runs/demo examples/isbi2012/test/*.png --out runs/demo-masks
+	$(BIN)/python app.py
 
 ## test: lint, then the whole test suite
 test: $(BIN)/.installed lint

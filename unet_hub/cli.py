@@ -1,4 +1,4 @@
-"""The ``unet-hub`` command line: ``train`` and ``predict``.
+"""The ``unet-hub`` command line: ``train``, ``predict`` and ``push``.
 
 Each sub-command parses its arguments, calls one library function and reports the
 result; a ``UNetHubError`` is shown as one ``error:`` line, never as a traceback.
@@ -75,7 +75,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="foreground probability threshold (default: the model's recommended one)",
     )
     predict.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
+    predict.add_argument(
+        "--revision", default=None, help="Hub branch or commit sha of the model (default: main)"
+    )
     predict.set_defaults(handler=_predict)
+
+    push = sub.add_parser(
+        "push", help="publish a saved model folder to the Hugging Face Hub", formatter_class=fmt
+    )
+    push.add_argument("model_dir", type=Path, help="a saved model folder, e.g. a training --out")
+    push.add_argument("repo_id", help="the Hub repo to publish to, user/name or org/name")
+    push.add_argument(
+        "--private", action="store_true", help="create the repo private (if it does not exist)"
+    )
+    push.add_argument(
+        "--revision", default=None, help="branch to commit to, created if new (default: main)"
+    )
+    push.add_argument("--commit-message", default=None, help="default: names the Dice and epoch")
+    push.add_argument(
+        "--token",
+        default=None,
+        help="Hub token with write access (default: HF_TOKEN, else the `hf auth login` one)",
+    )
+    push.set_defaults(handler=_push)
     return parser
 
 
@@ -90,6 +112,8 @@ def _train(args: argparse.Namespace) -> int:
     if best.val_dice is not None:
         summary += f": validation Dice {best.val_dice:.4f}, IoU {best.val_iou:.4f}"
     print(f"{summary}\nbest model: {result.out}/  (last epoch: {result.out}/last/)")
+    if result.commit is not None:
+        print(f"pushed to {cfg.push_to_hub}: {result.commit.commit_url}")
     return 0
 
 
@@ -100,7 +124,8 @@ def _predict(args: argparse.Namespace) -> int:
     from .inference import predict_mask, resolve_device
     from .model import UNet
 
-    model = UNet.from_pretrained(args.model, map_location=str(resolve_device(args.device)))
+    device = str(resolve_device(args.device))
+    model = UNet.from_pretrained(args.model, map_location=device, revision=args.revision)
     args.out.mkdir(parents=True, exist_ok=True)
     failures = 0
     for image_path in args.images:
@@ -118,6 +143,22 @@ def _predict(args: argparse.Namespace) -> int:
         cv2.imwrite(str(target), mask)
         print(f"{image_path} -> {target}")
     return 1 if failures else 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from .hub import push_model_folder
+
+    commit = push_model_folder(
+        args.model_dir,
+        args.repo_id,
+        private=args.private,
+        revision=args.revision,
+        commit_message=args.commit_message,
+        token=args.token,
+    )
+    print(f"pushed {args.model_dir} to {args.repo_id} ({args.revision or 'main'}): {commit.oid}")
+    print(commit.commit_url)
+    return 0
 
 
 def _command_line() -> str:

@@ -27,20 +27,12 @@ from huggingface_hub import (
     constants,
     hf_hub_download,
 )
-from huggingface_hub.errors import (
-    EntryNotFoundError,
-    GatedRepoError,
-    HfHubHTTPError,
-    HFValidationError,
-    LocalEntryNotFoundError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
 from .errors import ConfigError, ModelLoadError
+from .hub import HUB_ERRORS, fail_fast_if_unreachable, hub_error_message
 from .imaging import INPUT_SCALINGS
 from .parts import DoubleConv, Down, OutConv, Up
 
@@ -155,14 +147,22 @@ class UNet(
         ``ModelLoadError`` that says what to do.
         """
         name = str(pretrained_model_name_or_path)
-        if not os.path.isdir(name) and _looks_like_a_path(name):
+        is_folder = os.path.isdir(name)
+        if is_folder and not os.path.isfile(os.path.join(name, CONFIG_NAME)):
+            raise ModelLoadError(f"{name}: no {CONFIG_NAME} in this folder; not a unet-hub model")
+        if not is_folder and _looks_like_a_path(name):
             raise ModelLoadError(f"{name}: no such model folder")
         try:
+            if not is_folder:
+                fail_fast_if_unreachable(name, CONFIG_NAME, **kwargs)
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        except (HfHubHTTPError, EntryNotFoundError, HFValidationError) as e:
-            raise ModelLoadError(
-                hub_error_message(str(pretrained_model_name_or_path), CONFIG_NAME, e)
-            ) from None
+        except HUB_ERRORS as e:
+            message = hub_error_message(
+                name, e, filename=CONFIG_NAME, revision=kwargs.get("revision")
+            )
+            raise ModelLoadError(message) from None
+        except json.JSONDecodeError as e:  # the mixin parses config.json itself
+            raise ModelLoadError(f"{name}: {CONFIG_NAME} is not valid JSON ({e})") from None
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """Write ``model.safetensors`` and the full ``config.json``."""
@@ -315,6 +315,13 @@ def check_saved_config(config: dict[str, Any], source: str) -> None:
             f"({CONFIG_FORMAT}); upgrade unet-hub (pip install -U unet-hub)"
         )
     unknown = sorted(set(config) - set(_INIT_PARAMETERS) - set(_CONFIG_EXTRA_KEYS))
+    if library is None and (unknown or not set(config) & set(_INIT_PARAMETERS)):
+        # Without the library tag and with foreign keys, it was written by something else.
+        keys = ", ".join(sorted(config)[:5]) or "none"
+        raise ModelLoadError(
+            f"{source}: config.json is not a unet-hub config (keys: {keys}); "
+            "this model is for another library"
+        )
     if unknown:
         raise ModelLoadError(f"{source}: config.json has unknown keys {unknown}")
     missing = [name for name in ("n_channels", "n_classes", "base_channels") if name not in config]
@@ -342,8 +349,11 @@ def _fetch(model_id: str, filename: str, **hub_kwargs: Any) -> str:
         raise ModelLoadError(f"{model_id} is a file; give the model's folder or a Hub repo id")
     try:
         return hf_hub_download(repo_id=model_id, filename=filename, **hub_kwargs)
-    except (HfHubHTTPError, EntryNotFoundError, HFValidationError) as e:
-        raise ModelLoadError(hub_error_message(model_id, filename, e)) from None
+    except HUB_ERRORS as e:
+        message = hub_error_message(
+            model_id, e, filename=filename, revision=hub_kwargs.get("revision")
+        )
+        raise ModelLoadError(message) from None
 
 
 def _looks_like_a_path(name: str) -> bool:
@@ -355,30 +365,6 @@ def _looks_like_a_path(name: str) -> bool:
         or os.sep in name.replace("/", "", 1)
         or (parent not in ("", ".") and os.path.isdir(parent))
     )
-
-
-def hub_error_message(model_id: str, filename: str, error: Exception) -> str:
-    """One line saying why ``filename`` of ``model_id`` could not be had, and what to do."""
-    if isinstance(error, HFValidationError):
-        return f"{model_id}: no such model folder, and not a valid Hub repo id (user/name)"
-    if isinstance(error, LocalEntryNotFoundError):
-        return (
-            f"{model_id}: not a local folder, the Hub cannot be reached and {filename} is not "
-            "in the local cache; check the path, or connect and try again"
-        )
-    if isinstance(error, GatedRepoError):
-        return f"{model_id}: the repo is gated; request access on the Hub, then log in"
-    if isinstance(error, RepositoryNotFoundError):
-        return (
-            f"{model_id}: no such model folder or Hub repo (if the repo is private, log in "
-            "with `hf auth login` or set HF_TOKEN)"
-        )
-    if isinstance(error, RevisionNotFoundError):
-        return f"{model_id}: the requested revision does not exist"
-    if isinstance(error, EntryNotFoundError):
-        return f"{model_id}: the repo has no {filename}; it is not a unet-hub model"
-    status = getattr(getattr(error, "response", None), "status_code", None)
-    return f"{model_id}: cannot download {filename} (HTTP {status}): {str(error).splitlines()[0]}"
 
 
 def load_weights(model: nn.Module, weights_file: str, source: str) -> None:

@@ -16,19 +16,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from huggingface_hub import CommitInfo
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .augment import RandomFlip
 from .data import SegmentationDataset, find_pairs, split_validation
-from .errors import DataError
+from .errors import DataError, UNetHubError
+from .hub import LOG_NAME, HubError, check_push_access, push_model_folder
 from .inference import probabilities_from_logits, resolve_device
 from .metrics import ConfusionCounts
 from .model import UNet
 from .packaging import save_model_folder
 
-LOG_NAME = "training_log.csv"
 LAST_DIR = "last"
 
 
@@ -81,6 +82,12 @@ class TrainConfig:
     seed: int = _opt(0, "random seed for weights, shuffling and augmentation")
     device: str = _opt("auto", "'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1'...")
     num_workers: int = _opt(0, "DataLoader worker processes")
+    push_to_hub: str | None = _opt(
+        None,
+        "after training, publish the best model to this Hugging Face Hub repo (user/name); "
+        "the token comes from HF_TOKEN or `hf auth login`",
+    )
+    hub_private: bool = _opt(False, "create the --push-to-hub repo as private")
 
     def recipe(self) -> str:
         """One line describing the optimisation recipe, for logs and model cards."""
@@ -112,6 +119,7 @@ class TrainResult:
     out: Path
     best_epoch: int
     history: list[EpochStats]
+    commit: CommitInfo | None = None  # the Hub commit, with --push-to-hub
 
     @property
     def best(self) -> EpochStats:
@@ -176,7 +184,10 @@ def _write_log_row(path: Path, stats: EpochStats) -> None:
 
 
 def train(cfg: TrainConfig, command: str | None = None) -> TrainResult:
-    """Train a U-Net as ``cfg`` says; write the best and last models and the log."""
+    """Train a U-Net as ``cfg`` says; write the best and last models and the log, and
+    publish the best model when ``cfg.push_to_hub`` names a repo."""
+    if cfg.push_to_hub:
+        check_push_access(cfg.push_to_hub)  # a bad token fails now, not after training
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     train_set, val_set = load_datasets(cfg)
@@ -260,7 +271,22 @@ def train(cfg: TrainConfig, command: str | None = None) -> TrainResult:
         _write_log_row(log_path, stats)
         progress.set_postfix_str(_describe(stats), refresh=True)
     progress.close()
-    return TrainResult(out=out, best_epoch=best_epoch, history=history)
+    result = TrainResult(out=out, best_epoch=best_epoch, history=history)
+    if cfg.push_to_hub:
+        result.commit = _push(out, cfg)
+    return result
+
+
+def _push(out: Path, cfg: TrainConfig) -> CommitInfo:
+    """Publish the best model; on failure, say that it is saved and how to push it later."""
+    try:
+        return push_model_folder(out, cfg.push_to_hub, private=cfg.hub_private)
+    except UNetHubError as e:
+        private = " --private" if cfg.hub_private else ""
+        raise HubError(
+            f"{e} (the model is saved in {out}/; push it later with "
+            f"`unet-hub push {out} {cfg.push_to_hub}{private}`)"
+        ) from None
 
 
 def _card_metrics(stats: EpochStats) -> dict[str, float]:

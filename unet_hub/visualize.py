@@ -13,7 +13,7 @@ PALETTE = np.array(
     dtype=np.uint8,
 )
 #: How strongly a class colour covers the image.
-ALPHA = 0.45
+ALPHA = 0.35
 
 
 def display_image(image: np.ndarray, n_channels: int, scaling: str = "dtype") -> np.ndarray:

@@ -1,0 +1,16 @@
+"""The unet-hub web app: ``python app.py`` (also the entry point of a Hugging Face Space).
+
+Serves the model named by the UNET_MODEL environment variable (a Hub repo id or a local
+folder; default: the bundled ISBI 2012 model) on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT.
+"""
+
+import sys
+
+from unet_hub.errors import UNetHubError
+from unet_hub.webapp import launch
+
+if __name__ == "__main__":
+    try:
+        launch()
+    except UNetHubError as e:
+        sys.exit(f"error: {e}")
