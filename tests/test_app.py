@@ -210,3 +210,22 @@ def test_browser_bad_upload_shows_a_message(page, tmp_path):
     page.locator("#segment-button").click()
     expect(page.get_by_text("not a readable image").first).to_be_visible(timeout=30_000)
     page.screenshot(path=str(tmp_path / "error.png"), full_page=True)
+
+
+def test_browser_moving_the_threshold_updates_the_mask(page, tmp_path):
+    page.locator("[data-testid='dataset-cell-0-0']").click()
+    _wait_for_results(page)
+    mask = page.locator("#mask img").first
+    before = mask.get_attribute("src")
+    slider = page.locator("#threshold input[type=range]")
+    box = slider.bounding_box()
+    page.mouse.click(box["x"] + 0.95 * box["width"], box["y"] + box["height"] / 2)
+    page.wait_for_function(
+        "([el, old]) => el.src !== old && el.complete && el.naturalWidth === 512",
+        arg=[mask.element_handle(), before],
+        timeout=30_000,
+    )
+    value = float(page.locator("#threshold input[type=number]").input_value())
+    assert value > 0.8
+    _wait_for_results(page)
+    page.screenshot(path=str(tmp_path / "threshold.png"), full_page=True)

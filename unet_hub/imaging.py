@@ -84,6 +84,8 @@ def to_channels(image: np.ndarray, n_channels: int) -> np.ndarray:
         if channels == n_channels:
             return image
     if channels == 3 and n_channels == 1:
+        if np.issubdtype(image.dtype, np.floating):
+            image = image.astype(np.float32)  # OpenCV's colour conversion takes float32 only
         return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)[:, :, None]
     if channels == 1:
         return np.repeat(image, n_channels, axis=2)

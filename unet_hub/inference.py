@@ -237,8 +237,6 @@ def segment(
     image = np.asarray(image)
     if image.ndim < 2 or image.shape[0] == 0 or image.shape[1] == 0:
         raise ImageReadError(f"expected a non-empty H×W or H×W×C image, got shape {image.shape}")
-    if np.issubdtype(image.dtype, np.floating) and image.dtype != np.float32:
-        image = image.astype(np.float32)  # OpenCV's colour conversion takes float32 only
     x = to_model_input(image, model.n_channels, model.config["input_scaling"])
     height, width = x.shape[1:]
     rows, cols = plan_tiles(height, width, tile, overlap)

@@ -157,6 +157,7 @@ def build_app(model: UNet, source: str) -> gr.Blocks:
                     info="Pixels above this probability are foreground; moving it "
                     "does not rerun the network.",
                     visible=one_class,
+                    elem_id="threshold",
                 )
                 button = gr.Button("Segment", variant="primary", elem_id="segment-button")
             with gr.Column():
@@ -202,6 +203,7 @@ def build_app(model: UNet, source: str) -> gr.Blocks:
             api_visibility="private",
             concurrency_id="views",
             concurrency_limit=2,
+            show_progress="hidden",  # quick to redraw; a spinner would only flicker
         )
         threshold.release(
             rethreshold,
@@ -209,6 +211,7 @@ def build_app(model: UNet, source: str) -> gr.Blocks:
             [mask_out],
             api_visibility="private",
             concurrency_id="views",
+            show_progress="hidden",
         )
         image.clear(
             lambda: (None, None, None, None),
