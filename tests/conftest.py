@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 
@@ -33,3 +39,56 @@ def sample_data(tmp_path: Path) -> Path:
 @pytest.fixture
 def sample_test_image() -> Path:
     return SAMPLE / "test" / "00.png"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"app.py exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)  # polling interval while waiting on the condition above
+    pytest.fail(f"app.py did not serve {url} within {timeout}s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """``python app.py`` on a free port, offline, serving the bundled model."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    env = {
+        **os.environ,
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+    }
+    env.pop("UNET_MODEL", None)
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_until_serving(url, process, log)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(app_url, tmp_path_factory):
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False, download_files=str(tmp_path_factory.mktemp("dl")))

@@ -62,7 +62,7 @@ def test_unreadable_file_is_named(tmp_path):
     write_image(tmp_path / "images" / "01.png", image)
     (tmp_path / "masks").mkdir()
     (tmp_path / "masks" / "01.png").write_text("<html>not an image</html>")
-    with pytest.raises(ImageReadError, match="masks/01.png: not a readable image"):
+    with pytest.raises(ImageReadError, match="masks/01.png: this is an HTML page, not an image"):
         SegmentationDataset(find_pairs(tmp_path))
     (tmp_path / "masks" / "01.png").write_bytes(b"")
     with pytest.raises(ImageReadError, match="masks/01.png: the file is empty"):

@@ -163,7 +163,7 @@ def test_predict_cli_reports_a_bad_image_and_goes_on(trained, tmp_path, sample_t
         str(tmp_path / "preds"),
     )
     assert result.returncode == 1
-    assert f"error: {bad}: not a readable image" in result.stderr
+    assert f"error: {bad}: this is a text file, not an image" in result.stderr
     assert "Traceback" not in result.stderr
     assert (tmp_path / "preds" / "00.png").exists()
 

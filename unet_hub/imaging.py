@@ -7,6 +7,7 @@ Both the data set and the inference code use it, so training and prediction agre
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import cv2
@@ -20,45 +21,84 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 #: How integer pixels are scaled to [0, 1]: by the maximum of their dtype (255 for
 #: 8-bit, 65535 for 16-bit) or by each image's own minimum and maximum.
 INPUT_SCALINGS = ("dtype", "minmax")
+#: Images with more pixels are refused from their header, before decoding: a small file
+#: can declare a huge image (a "decompression bomb"). 100 MP is 10000×10000.
+DEFAULT_MAX_PIXELS = 100_000_000
 
 
-def image_size(path: str | Path) -> tuple[int, int] | None:
-    """(width, height) from the file's header, without decoding it; None if unknown."""
+def _what_it_is(head: bytes) -> str:
+    """A guess at what a non-image file is, from its first bytes, for error messages."""
+    if head.startswith(b"PK\x03\x04"):
+        return "a ZIP archive"
+    if head.startswith(b"%PDF"):
+        return "a PDF document"
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html")):
+        return "an HTML page"
+    if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return "a text file"
+    return "not an image"
+
+
+def _inspect(path: Path, max_pixels: int | None) -> str | None:
+    """Check an image file's header before decoding it; return its format (None if
+    PIL does not know it). Raises ``ImageReadError`` for what must not be decoded."""
     try:
-        with PIL.Image.open(path) as im:
-            return im.size
-    except PIL.Image.DecompressionBombError:
-        raise  # PIL refuses to even describe it: far too large
-    except (OSError, ValueError):
-        return None
+        with warnings.catch_warnings():
+            # The pixel limit is checked below, with a message that says what to do.
+            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
+            with PIL.Image.open(path) as im:
+                width, height = im.size
+                frames = getattr(im, "n_frames", 1)
+                fmt = im.format
+    except PIL.Image.DecompressionBombError as e:
+        raise ImageReadError(f"{path}: far too large to open safely ({e})") from None
+    except PIL.UnidentifiedImageError:
+        with path.open("rb") as f:
+            head = f.read(64)
+        kind = _what_it_is(head)
+        if kind != "not an image":
+            raise ImageReadError(
+                f"{path}: this is {kind}, not an image; give a PNG, JPEG, TIFF or BMP file"
+            ) from None
+        return None  # leave the verdict to OpenCV, which knows more formats
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageReadError(
+            f"{path}: {width}×{height} pixels is more than the limit of {max_pixels:,}; "
+            "downscale or crop it first"
+        )
+    if frames > 1:
+        raise ImageReadError(
+            f"{path}: a {frames}-{'page' if fmt == 'TIFF' else 'frame'} {fmt} file; save the "
+            "page to segment as a single image"
+        )
+    return fmt
 
 
-def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image file as H×W (gray) or H×W×C (RGB or RGBA), keeping its bit depth.
 
-    With ``max_pixels``, a larger image is refused from its header, before decoding.
+    An image with more than ``max_pixels`` is refused from its header, before decoding
+    (None: no limit but the decoder's own).
+    Every failure is an ``ImageReadError`` naming the file and saying what is wrong.
     """
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise ImageReadError(f"{path}: the file is empty; replace it with a real image")
-    if max_pixels is not None:
-        try:
-            size = image_size(path)
-        except PIL.Image.DecompressionBombError:
-            raise ImageReadError(f"{path}: the image is far too large to open") from None
-        if size is not None and size[0] * size[1] > max_pixels:
-            raise ImageReadError(
-                f"{path}: {size[0]}×{size[1]} pixels is more than the limit of "
-                f"{max_pixels:,}; downscale or crop it first"
-            )
-    data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    fmt = _inspect(path, max_pixels)
+    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
+        if fmt is not None:
+            raise ImageReadError(
+                f"{path}: the {fmt} data is truncated or corrupted; export the image again"
+            )
         raise ImageReadError(
             f"{path}: not a readable image (supported: {', '.join(IMAGE_EXTENSIONS)})"
         )
+    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
+        raise ImageReadError(f"{path}: the image holds NaN or infinite values; clean it first")
     if image.ndim == 3:
         if image.shape[2] == 1:
             image = image[:, :, 0]

@@ -1,0 +1,301 @@
+"""Bad input, table-driven: every row is a file a user may hand us and what must happen.
+
+The same image rows go through the library (``read_image`` + ``segment``), the command
+line (``unet-hub predict``) and the running web app (through ``gradio_client``). An
+``error`` row must give one clear line naming what is wrong; an ``ok`` row must be
+converted and segmented, with a mask the size of the image. The model-folder rows go
+through ``UNet.from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import subprocess
+import sys
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import PIL.Image
+import pytest
+
+from conftest import ROOT
+from unet_hub import UNet, read_image, segment
+from unet_hub.errors import ImageReadError, ModelLoadError
+
+GRAY = (np.arange(40 * 56).reshape(40, 56) % 251).astype(np.uint8)
+RGB = np.stack([GRAY, 255 - GRAY, GRAY // 2], axis=2)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width×height but holds no pixel data (a decompression bomb's
+    header: tiny on disk, huge if decoded)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+
+
+def _cv2(array: np.ndarray, ext: str) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        ok, data = cv2.imencode(ext, array)
+        path.write_bytes(data.tobytes())
+
+    return write
+
+
+def _pil(array: np.ndarray, mode: str | None = None, **save) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        image = PIL.Image.fromarray(array)
+        (image.convert(mode) if mode else image).save(path, **save)
+
+    return write
+
+
+def _frames(fmt: str) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        first, second = PIL.Image.fromarray(GRAY), PIL.Image.fromarray(255 - GRAY)
+        first.save(path, format=fmt, save_all=True, append_images=[second])
+
+    return write
+
+
+def _truncated(ext: str) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        ok, data = cv2.imencode(ext, GRAY)
+        path.write_bytes(data.tobytes()[: len(data) // 2])
+
+    return write
+
+
+def _bytes(content: bytes) -> Callable[[Path], None]:
+    return lambda path: path.write_bytes(content)
+
+
+def _zip(path: Path) -> None:
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("notes.txt", "hello")
+
+
+def _float_with(value: float) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        image = GRAY.astype(np.float32) / 255
+        image[3, 4] = value
+        PIL.Image.fromarray(image).save(path)
+
+    return write
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    filename: str
+    write: Callable[[Path], None]
+    error: str | None = None  # a regex the one-line error must match; None = must work
+
+
+IMAGE_CASES = [
+    Case("empty file", "empty.png", _bytes(b""), "the file is empty"),
+    Case("truncated PNG", "cut.png", _truncated(".png"), "PNG data is truncated or corrupted"),
+    Case("truncated JPEG", "cut.jpg", _truncated(".jpg"), "JPEG data is truncated or corrupted"),
+    Case("text named .png", "notes.png", _bytes(b"just some notes\n"), "a text file, not an image"),
+    Case("HTML named .png", "page.png", _bytes(b"<!DOCTYPE html><html></html>"), "an HTML page"),
+    Case("ZIP named .png", "archive.png", _zip, "a ZIP archive, not an image"),
+    Case("random bytes", "noise.png", _bytes(bytes(range(256)) * 4), "not a readable image"),
+    Case("0×0 PNG", "zero.png", _bytes(_png_header_only(0, 0)), "not a readable image"),
+    Case("30000×30000 PNG header", "bomb.png", _bytes(_png_header_only(30000, 30000)), "large"),
+    Case(
+        "12000×10000 PNG over the limit",
+        "big.png",
+        _bytes(_png_header_only(12000, 10000)),
+        "more than the limit",
+    ),
+    Case("multi-page TIFF", "stack.tif", _frames("TIFF"), "2-page TIFF file"),
+    Case("animated GIF", "anim.gif", _frames("GIF"), "2-frame GIF file"),
+    Case("NaN in a float TIFF", "nan.tif", _float_with(np.nan), "NaN or infinite"),
+    Case("Inf in a float TIFF", "inf.tif", _float_with(np.inf), "NaN or infinite"),
+    Case("1×1 PNG", "one.png", _cv2(np.array([[7]], np.uint8), ".png")),
+    Case("8-bit gray PNG", "gray.png", _cv2(GRAY, ".png")),
+    Case("16-bit TIFF", "u16.tif", _cv2(GRAY.astype(np.uint16) * 257, ".tif")),
+    Case("16-bit RGB PNG", "rgb16.png", _cv2(RGB.astype(np.uint16) * 257, ".png")),
+    Case("32-bit float TIFF", "f32.tif", _pil(GRAY.astype(np.float32) / 255)),
+    Case("RGB JPEG to a gray model", "rgb.jpg", _pil(RGB)),
+    Case("RGBA PNG", "rgba.png", _pil(np.dstack([RGB, np.full_like(GRAY, 128)]))),
+    Case("palette PNG", "palette.png", _pil(RGB, "P")),
+    Case("CMYK JPEG", "cmyk.jpg", _pil(RGB, "CMYK")),
+    Case("1-bit PNG", "bits.png", _pil(GRAY, "1")),
+    Case("BMP", "image.bmp", _cv2(RGB, ".bmp")),
+    Case("uppercase extension", "IMAGE.PNG", _cv2(GRAY, ".png")),
+]
+
+
+def _ids(cases: list[Case]) -> list[str]:
+    return [c.name for c in cases]
+
+
+@pytest.fixture(scope="module")
+def tiny_models() -> dict[int, UNet]:
+    torch_seed = 0
+    import torch
+
+    torch.manual_seed(torch_seed)
+    return {n: UNet(n_channels=n, base_channels=2).eval() for n in (1, 3)}
+
+
+@pytest.mark.parametrize("case", IMAGE_CASES, ids=_ids(IMAGE_CASES))
+def test_library(case, tmp_path, tiny_models):
+    path = tmp_path / case.filename
+    case.write(path)
+    if case.error:
+        with pytest.raises(ImageReadError, match=case.error) as info:
+            segment(tiny_models[1], read_image(path))
+        message = str(info.value)
+        assert str(path) in message and "\n" not in message
+        return
+    image = read_image(path)
+    for n_channels, model in tiny_models.items():  # gray to RGB models and back: converted
+        probs = segment(model, image)
+        assert probs.shape == image.shape[:2] and np.isfinite(probs).all()
+        assert probs.min() >= 0 and probs.max() <= 1, n_channels
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("model")
+    UNet(base_channels=2).save_pretrained(folder)
+    return folder
+
+
+def test_cli(tmp_path, model_dir):
+    """All rows in one `unet-hub predict` call: each bad one is reported on one line, the
+    good ones are written, and the exit code says that some failed."""
+    paths = []
+    for i, case in enumerate(IMAGE_CASES):
+        folder = tmp_path / "in" / str(i)  # one folder each: stems may repeat
+        folder.mkdir(parents=True)
+        case.write(folder / case.filename)
+        paths.append(folder / case.filename)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unet_hub.cli",
+            "predict",
+            str(model_dir),
+            *map(str, paths),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    for case, path in zip(IMAGE_CASES, paths, strict=True):
+        if case.error:
+            [line] = [e for e in errors if f"error: {path}:" in e]
+            assert re.search(case.error, line), (case.name, line)
+        else:
+            mask = cv2.imread(str(out / f"{path.stem}.png"), cv2.IMREAD_UNCHANGED)
+            assert mask is not None and mask.shape == read_image(path).shape[:2], case.name
+
+
+def test_app(client, tmp_path):
+    """The running app answers every row: an error message for bad files, a mask for good
+    ones, and it keeps serving."""
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    for case in IMAGE_CASES:
+        path = tmp_path / case.filename
+        case.write(path)
+        if case.error:
+            with pytest.raises(AppError, match=case.error):
+                client.predict(handle_file(str(path)), 0.5, api_name="/segment")
+        else:
+            mask = client.predict(handle_file(str(path)), 0.5, api_name="/segment")
+            assert cv2.imread(mask, cv2.IMREAD_UNCHANGED).shape == read_image(path).shape[:2]
+
+
+def _edit_config(**changes) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        path = folder / "config.json"
+        config = json.loads(path.read_text())
+        config.update(changes)
+        path.write_text(json.dumps(config))
+
+    return edit
+
+
+def _drop_config_key(key: str) -> Callable[[Path], None]:
+    def edit(folder: Path) -> None:
+        path = folder / "config.json"
+        config = json.loads(path.read_text())
+        del config[key]
+        path.write_text(json.dumps(config))
+
+    return edit
+
+
+def _corrupt_weights(folder: Path) -> None:
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"\x00" * 8 + weights.read_bytes()[8:200])
+
+
+MODEL_CASES = [
+    Case(
+        "missing model.safetensors",
+        "",
+        lambda f: (f / "model.safetensors").unlink(),
+        "no model.safetensors",
+    ),
+    Case("corrupted model.safetensors", "", _corrupt_weights, "unreadable or corrupted"),
+    Case("missing config.json", "", lambda f: (f / "config.json").unlink(), "no config.json"),
+    Case(
+        "config.json not JSON",
+        "",
+        lambda f: (f / "config.json").write_text("{oops"),
+        "not valid JSON",
+    ),
+    Case("unknown config key", "", _edit_config(dropout=0.5), "unknown keys \\['dropout'\\]"),
+    Case("missing config key", "", _drop_config_key("base_channels"), "lacks the keys"),
+    Case("wrong config type", "", _edit_config(n_classes="1"), "n_classes must be of type int"),
+    Case("weights of another width", "", _edit_config(base_channels=4), "wrong shape"),
+    Case(
+        "a pickle beside no safetensors",
+        "",
+        lambda f: [
+            (f / "model.safetensors").unlink(),
+            (f / "pytorch_model.bin").write_bytes(b"\x80\x04cos\nsystem\n(S'echo pwned'\ntR."),
+        ],
+        "no model.safetensors",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", MODEL_CASES, ids=_ids(MODEL_CASES))
+def test_model_folder(case, tmp_path):
+    folder = tmp_path / "model"
+    UNet(base_channels=2).save_pretrained(folder)
+    case.write(folder)
+    with pytest.raises(ModelLoadError, match=case.error) as info:
+        UNet.from_pretrained(folder)
+    assert str(folder) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_table_is_long_enough():
+    """The issue asks for at least 30 rows of bad or unusual input."""
+    assert len(IMAGE_CASES) + len(MODEL_CASES) >= 30
