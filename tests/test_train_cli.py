@@ -14,6 +14,7 @@ import torch
 
 from conftest import ROOT
 from unet_hub import UNet, predict_mask, read_image
+from unet_hub.optim import PLATEAU_FACTOR, PLATEAU_PATIENCE, LRSchedule, build_optimizer
 from unet_hub.training import TrainConfig, train
 
 
@@ -182,10 +183,116 @@ def test_help_shows_the_recipe_defaults():
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
     for expected in (
-        "RMSprop learning rate (default: 1e-05)",
-        "RMSprop weight decay (default: 1e-08)",
-        "RMSprop momentum (default: 0.9)",
+        "optimiser (default: rmsprop)",
+        "learning rate (default: 1e-05)",
+        "weight decay (default: 1e-08)",
+        "momentum for rmsprop (default 0.9, the seed recipe) and sgd (default 0.99, the paper's)",
         "number of passes over the training data (default: 40)",
         "images per optimisation step (default: 1)",
+        # the paper's recipe, issue 6
+        "(default: bce)",
+        "(default: seed)",
+        "--augment paper: std (px) of the elastic displacements on a 3×3 grid (0 = off) "
+        "(default: 10.0)",
+        "--loss weighted: weight of the gaps between neighbouring cells (default: 10.0)",
+        "learning-rate schedule:",
+        "--val-slices",
+        "--crop-size",
+        "--max-minutes",
     ):
         assert expected in text
+
+
+# -- the paper's recipe (issue 6) ------------------------------------------------------------
+
+
+def test_the_seed_recipe_is_still_the_default():
+    cfg = TrainConfig(data="d", out="o")
+    assert cfg.recipe() == (
+        "RMSprop(lr=1e-05, weight_decay=1e-08, momentum=0.9), BCEWithLogitsLoss, "
+        "random flips, batch size 1"
+    )
+
+
+def test_paper_augmentation_and_weighted_loss_end_to_end(tmp_path):
+    out = tmp_path / "paper"
+    result = run(
+        "train.py",
+        "--data", str(ROOT / "examples" / "isbi2012" / "train"),
+        "--out", str(out),
+        "--image-size", "64",
+        "--base-channels", "4",
+        "--epochs", "2",
+        "--val-slices", "3",
+        "--augment", "paper",
+        "--loss", "weighted",
+        "--optimizer", "adamw",
+        "--lr", "1e-3",
+        "--lr-schedule", "cosine",
+        "--crop-size", "32",
+        "--batch-size", "2",
+        "--samples-per-epoch", "4",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "the best model on the validation data:" in result.stdout
+    assert "adapted Rand error, best threshold" in result.stdout
+    card = (out / "README.md").read_text()
+    for fact in (
+        "AdamW(lr=0.001, weight_decay=1e-08), cosine learning-rate decay",
+        "BCEWithLogitsLoss weighted by the U-Net border map (w0=10, σ=5px)",
+        "paper augmentation: flips, 90° rotations",
+        "elastic σ=10px on 3×3",
+        "32² crops, batch size 2, 4 samples per epoch",
+    ):
+        assert fact in card
+    rows = list(csv.DictReader((out / "training_log.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert float(rows[1]["lr"]) < float(rows[0]["lr"]) < 1e-3  # the cosine decay
+    assert all(0 <= float(r["val_rand_error"]) <= 1 for r in rows)
+
+
+def test_a_time_budget_stops_training_and_says_so(tmp_path, sample_data):
+    cfg = TrainConfig(
+        data=str(sample_data),
+        out=str(tmp_path / "m"),
+        epochs=50,
+        image_size=32,
+        base_channels=2,
+        max_minutes=1e-6,
+    )
+    result = train(cfg)
+    assert len(result.history) == 1
+    assert (
+        "1 of 50 (stopped by the 1e-06-minute budget)" in (tmp_path / "m" / "README.md").read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "cls", "momentum"),
+    [
+        ("rmsprop", torch.optim.RMSprop, 0.9),
+        ("sgd", torch.optim.SGD, 0.99),
+        ("adam", torch.optim.Adam, None),
+        ("adamw", torch.optim.AdamW, None),
+    ],
+)
+def test_optimizers_and_their_default_momentum(name, cls, momentum):
+    optimizer = build_optimizer(name, [torch.nn.Parameter(torch.zeros(1))], 0.1, 0.0)
+    assert type(optimizer) is cls
+    assert optimizer.param_groups[0].get("momentum") == momentum
+
+
+def test_learning_rate_schedules():
+    def optimizer():
+        return build_optimizer("sgd", [torch.nn.Parameter(torch.zeros(1))], 1.0, 0.0)
+
+    cosine = LRSchedule("cosine", optimizer(), total_steps=10)
+    cosine.after_step(5, seconds=0)
+    assert cosine.lr == pytest.approx(0.5)
+    timed = LRSchedule("cosine", optimizer(), total_steps=1000, budget_seconds=60)
+    timed.after_step(1, seconds=60)  # the budget is spent: time decides
+    assert timed.lr == pytest.approx(0.0)
+    plateau = LRSchedule("plateau", optimizer(), total_steps=10)
+    for _ in range(PLATEAU_PATIENCE + 2):
+        plateau.after_epoch(0.5)
+    assert plateau.lr == pytest.approx(PLATEAU_FACTOR)

@@ -1,4 +1,4 @@
-"""The ``unet-hub`` command line: ``train``, ``predict`` and ``push``.
+"""The ``unet-hub`` command line: ``train``, ``predict``, ``evaluate`` and ``push``.
 
 Each sub-command parses its arguments, calls one library function and reports the
 result; a ``UNetHubError`` is shown as one ``error:`` line, never as a traceback.
@@ -39,6 +39,8 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
         if optional or isinstance(hint, types.UnionType):
             hint = next(a for a in args if a is not type(None))
         kwargs: dict = {"help": f.metadata.get("help", ""), "dest": f.name}
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
         if f.metadata.get("required"):
             kwargs["required"] = True
         else:
@@ -80,6 +82,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.set_defaults(handler=_predict)
 
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score a model on image/mask pairs (Dice, IoU, pixel errors, Rand, VI)",
+        formatter_class=fmt,
+    )
+    evaluate.add_argument("model", help="a saved model folder or a Hugging Face Hub repo id")
+    evaluate.add_argument(
+        "--data", required=True, help="data folder of image/mask pairs, laid out as for training"
+    )
+    evaluate.add_argument(
+        "--slices",
+        default=None,
+        help="only these files, by stem: e.g. 25-29 or 3,7,10-12 (as train's --val-slices); "
+        "default: all",
+    )
+    evaluate.add_argument("--out", type=Path, default=None, help="also write the metrics as JSON")
+    evaluate.add_argument(
+        "--tta", action="store_true", help="average over the four flips (test-time augmentation)"
+    )
+    evaluate.add_argument(
+        "--threshold", type=float, default=None, help="default: the model's recommended one"
+    )
+    evaluate.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="resize images and masks to this square size first, as train's --image-size",
+    )
+    evaluate.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
+    evaluate.add_argument(
+        "--revision", default=None, help="Hub branch or commit sha of the model (default: main)"
+    )
+    evaluate.set_defaults(handler=_evaluate)
+
     push = sub.add_parser(
         "push", help="publish a saved model folder to the Hugging Face Hub", formatter_class=fmt
     )
@@ -112,6 +148,8 @@ def _train(args: argparse.Namespace) -> int:
     if best.val_dice is not None:
         summary += f": validation Dice {best.val_dice:.4f}, IoU {best.val_iou:.4f}"
     print(f"{summary}\nbest model: {result.out}/  (last epoch: {result.out}/last/)")
+    if result.evaluation is not None:
+        print(f"\nthe best model on the validation data:\n{result.evaluation.table()}")
     if result.commit is not None:
         print(f"pushed to {cfg.push_to_hub}: {result.commit.commit_url}")
     return 0
@@ -143,6 +181,26 @@ def _predict(args: argparse.Namespace) -> int:
         cv2.imwrite(str(target), mask)
         print(f"{image_path} -> {target}")
     return 1 if failures else 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .data import find_pairs, select_stems
+    from .evaluation import evaluate_pairs
+    from .inference import resolve_device
+    from .model import UNet
+
+    device = str(resolve_device(args.device))
+    model = UNet.from_pretrained(args.model, map_location=device, revision=args.revision)
+    pairs = find_pairs(args.data)
+    if args.slices:
+        pairs, _ = select_stems(pairs, args.slices)
+    evaluation = evaluate_pairs(
+        model, pairs, image_size=args.image_size, threshold=args.threshold, tta=args.tta
+    )
+    print(evaluation.table())
+    if args.out is not None:
+        print(f"metrics: {evaluation.write_json(args.out)}")
+    return 0
 
 
 def _push(args: argparse.Namespace) -> int:

@@ -18,18 +18,25 @@ reproduces whole-image inference to float rounding. The default ``bilinear=True`
 up-samples with ``align_corners=True``, whose sampling grid depends on the input size,
 so no tiling reproduces its whole-image output exactly; the cross-fade keeps the
 small tile-to-tile differences from showing as seams.
+
+The network runs through a runner from ``unet_hub.fastpath`` (by default ONNX Runtime when
+installed, else a BatchNorm-folded copy of the model), prepared once per model and checked
+against the model itself; batching tiles did not speed up the CPU (benchmarks/bench.py),
+so ``batch_size`` stays 1 by default.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .errors import ImageReadError
+from .fastpath import Runner, evaluating, prepare, probabilities_from_logits
 from .imaging import to_model_input
 from .model import UNet
 
@@ -51,11 +58,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def probabilities_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Sigmoid for one class, softmax over the class axis for several."""
-    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
 
 
 # -- tiling geometry (one axis at a time: tiles and blend weights are separable) --------
@@ -168,7 +170,7 @@ def _batches(rows: AxisPlan, cols: AxisPlan, batch_size: int) -> Iterator[list[t
 
 
 def _accumulate_tiles(
-    model: UNet,
+    runner: Runner,
     x: np.ndarray,
     out: np.ndarray,
     rows: AxisPlan,
@@ -181,13 +183,11 @@ def _accumulate_tiles(
     ``x`` and ``out`` may be flipped views: the tiles are cut from, and written back to,
     whatever orientation they present.
     """
-    param = next(model.parameters())
     row_index = [mirror_indices(rows.length, s, s + rows.tile) for s in rows.starts]
     col_index = [mirror_indices(cols.length, s, s + cols.tile) for s in cols.starts]
     for batch in _batches(rows, cols, batch_size):
         tiles = np.stack([x[:, row_index[i][:, None], col_index[j]] for i, j in batch])
-        inputs = torch.from_numpy(tiles).to(device=param.device, dtype=param.dtype)
-        probs = probabilities_from_logits(model(inputs))
+        probs = probabilities_from_logits(runner(tiles))
         for (i, j), p in zip(batch, probs, strict=True):
             (y0, y1), (x0, x1) = rows.spans[i], cols.spans[j]
             kept = p[:, y0:y1, x0:x1].float().cpu().numpy()
@@ -214,13 +214,14 @@ def _check_arguments(tile_size: int | None, overlap: int, batch_size: int) -> in
 
 
 def segment(
-    model: UNet,
+    model: UNet | Runner,
     image: np.ndarray,
     *,
     tile_size: int | None = DEFAULT_TILE_SIZE,
     overlap: int = DEFAULT_OVERLAP,
     tta: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    backend: str = "auto",
 ) -> np.ndarray:
     """Per-pixel probabilities for an H×W or H×W×C image of any size and dtype.
 
@@ -231,30 +232,31 @@ def segment(
     the module doc for why 256). ``tta`` averages the probabilities over the image and
     its horizontal, vertical and double flips.
 
+    ``backend`` picks how the network runs (``unet_hub.fastpath``): "auto" (the fastest
+    that reproduces the model to 1e-4, prepared once per model), "eager", "fused" or
+    "onnx". ``model`` may also be a runner, e.g. ``fastpath.load_onnx("model.onnx")``.
+
     Returns float32 on the CPU: H×W for one class, classes×H×W for several.
     """
     tile = _check_arguments(tile_size, overlap, batch_size)
     image = np.asarray(image)
     if image.ndim < 2 or image.shape[0] == 0 or image.shape[1] == 0:
         raise ImageReadError(f"expected a non-empty H×W or H×W×C image, got shape {image.shape}")
-    x = to_model_input(image, model.n_channels, model.config["input_scaling"])
+    config = model.config
+    x = to_model_input(image, config["n_channels"], config["input_scaling"])
     height, width = x.shape[1:]
     rows, cols = plan_tiles(height, width, tile, overlap)
-    out = np.zeros((model.n_classes, height, width), dtype=np.float32)
+    out = np.zeros((config["n_classes"], height, width), dtype=np.float32)
     flips = _FLIPS if tta else _FLIPS[:1]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for vertical, horizontal in flips:
-                # A flip is a view of input and output alike, so it is undone on writing.
-                view = np.s_[:, :: -1 if vertical else 1, :: -1 if horizontal else 1]
-                _accumulate_tiles(
-                    model, x[view], out[view], rows, cols, batch_size, 1.0 / len(flips)
-                )
-    finally:
-        model.train(was_training)
-    return out[0] if model.n_classes == 1 else out
+    runner = prepare(model, backend)
+    # The eager runner is the model itself: it must run in eval mode.
+    eval_mode = evaluating(model) if isinstance(model, torch.nn.Module) else nullcontext()
+    with eval_mode, torch.inference_mode():
+        for vertical, horizontal in flips:
+            # A flip is a view of input and output alike, so it is undone on writing.
+            view = np.s_[:, :: -1 if vertical else 1, :: -1 if horizontal else 1]
+            _accumulate_tiles(runner, x[view], out[view], rows, cols, batch_size, 1 / len(flips))
+    return out[0] if config["n_classes"] == 1 else out
 
 
 def mask_from_probabilities(probabilities: np.ndarray, threshold: float) -> np.ndarray:
@@ -265,9 +267,15 @@ def mask_from_probabilities(probabilities: np.ndarray, threshold: float) -> np.n
     return np.where(probabilities > threshold, 255, 0).astype(np.uint8)
 
 
-def predict_mask(model: UNet, image: np.ndarray, threshold: float | None = None) -> np.ndarray:
+def predict_mask(
+    model: UNet | Runner,
+    image: np.ndarray,
+    threshold: float | None = None,
+    *,
+    backend: str = "auto",
+) -> np.ndarray:
     """A uint8 mask: 255 where the foreground probability exceeds ``threshold`` (default:
     the model's recommended one) for one class, the class id of the argmax for several."""
     if threshold is None:
         threshold = model.config["threshold"]
-    return mask_from_probabilities(segment(model, image), threshold)
+    return mask_from_probabilities(segment(model, image, backend=backend), threshold)

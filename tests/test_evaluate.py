@@ -1,0 +1,95 @@
+"""`unet-hub evaluate` and the hold-out selection by stem that it shares with training."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from unet_hub import UNet
+from unet_hub.data import find_pairs, parse_stems, select_stems
+from unet_hub.errors import DataError
+from unet_hub.evaluation import evaluate_pairs
+from unet_hub.training import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> tuple[Path, Path]:
+    """A 1-epoch width-2 model on the shipped sample at 32×32, and its data folder."""
+    data = ROOT / "examples" / "isbi2012" / "train"
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    cfg = TrainConfig(
+        data=str(data), out=str(out), epochs=1, image_size=32, base_channels=2, val_slices="3"
+    )
+    train(cfg)
+    return out, data
+
+
+def evaluate_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "unet_hub.cli", "evaluate", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_evaluate_prints_a_table_and_writes_json(tiny_model, tmp_path):
+    model_dir, data = tiny_model
+    out = tmp_path / "metrics.json"
+    result = evaluate_cli(
+        str(model_dir), "--data", str(data), "--slices", "2-3", "--image-size", "32",
+        "--out", str(out), "--tta",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for row in ("Dice (foreground)", "pixel error (1 - accuracy)", "adapted Rand error"):
+        assert row in result.stdout
+    assert "(2 images, flip TTA)" in result.stdout
+    metrics = json.loads(out.read_text())
+    assert metrics["n_images"] == 2 and metrics["tta"] is True
+    assert [r["name"] for r in metrics["per_image"]] == ["02", "03"]
+    assert 0 <= metrics["pixel_error"] <= 1 and 0 <= metrics["best_rand_error"] <= 1
+    assert metrics["best_rand_error"] <= min(r["rand_error"] for r in metrics["sweep"]) + 1e-12
+    # the command line and the library agree
+    library = evaluate_pairs(
+        UNet.from_pretrained(model_dir),
+        select_stems(find_pairs(data), "2-3")[0],
+        image_size=32,
+        tta=True,
+    )
+    assert library.to_dict() == metrics
+
+
+def test_evaluate_bad_slices_is_one_error_line(tiny_model):
+    model_dir, data = tiny_model
+    result = evaluate_cli(str(model_dir), "--data", str(data), "--slices", "40-49")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: no file matches the slices '40-49'")
+    assert "Traceback" not in result.stderr
+
+
+def test_training_holds_out_the_slices_it_is_told(tiny_model):
+    model_dir, data = tiny_model
+    card = (model_dir / "README.md").read_text()
+    assert "(3 images)" in card and "(1 images)" in card
+    assert "validation adapted Rand error, best threshold" in card
+
+
+def test_stem_selection(sample_data):
+    pairs = find_pairs(sample_data)  # stems 00..03
+    chosen, rest = select_stems(pairs, "1-2")
+    assert [p[0].stem for p in chosen] == ["01", "02"]
+    assert [p[0].stem for p in rest] == ["00", "03"]
+    assert [p[0].stem for p in select_stems(pairs, "3, 0")[0]] == ["00", "03"]
+    assert parse_stems("25-29,left") == [range(25, 30), "left"]
+    with pytest.raises(DataError, match="no slices"):
+        parse_stems(" , ")
+    with pytest.raises(DataError, match="no file matches"):
+        select_stems(pairs, "7")
+    with pytest.raises(DataError, match="holds out every file"):
+        train(TrainConfig(data=str(sample_data), out=str(sample_data / "o"), val_slices="0-3"))

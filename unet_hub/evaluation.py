@@ -1,0 +1,265 @@
+"""Evaluating segmentations: Dice and IoU per class, and the ISBI 2012 EM metrics.
+
+``Evaluator`` takes one (probabilities, truth) pair at a time, so memory does not grow
+with the data set; both ``unet-hub evaluate`` and the training loop's validation use it.
+For one-class models the foreground is read as cell interior (ISBI masks: 255 = cell
+interior, 0 = membrane) and the EM metrics are computed on it:
+
+- pixel error: 1 - accuracy at the model's threshold;
+- challenge pixel error: 1 - the maximal F-score of the foreground pixels over
+  thresholds (the ISBI 2012 challenge's "pixel error"), pooled over all pixels;
+- adapted Rand error and variation of information of the 4-connected components of the
+  thresholded foreground against those of the truth (ground-truth boundary pixels are
+  not scored), per image and averaged; at the threshold, and with ``sweep=True`` also
+  over ``RAND_THRESHOLDS`` to report the best threshold.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import Pair, SegmentationDataset
+from .imaging import mask_to_target
+from .inference import segment
+from .metrics import (
+    ConfusionCounts,
+    adapted_rand,
+    f_scores,
+    foreground_counts,
+    label_cells,
+    pixel_error,
+    variation_of_info,
+)
+from .model import UNet
+
+#: Thresholds of the Rand sweep (each costs a labelling and two scores per image).
+RAND_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
+#: Thresholds of the F-score sweep (free: one histogram serves them all).
+F_THRESHOLDS = np.arange(1, 100) / 100
+
+
+@dataclass
+class Evaluation:
+    """The scores of a set of images. EM metrics are None for multi-class models, the
+    ``best_*`` ones also without a sweep."""
+
+    n_images: int
+    threshold: float
+    labels: list[str]
+    dice: list[float]
+    iou: list[float]
+    pixel_error: float
+    challenge_pixel_error: float | None = None
+    challenge_threshold: float | None = None
+    rand_error: float | None = None
+    vi: float | None = None
+    best_rand_error: float | None = None
+    best_rand_threshold: float | None = None
+    vi_at_best: float | None = None
+    tta: bool = False
+    sweep: list[dict[str, float]] = field(default_factory=list)
+    per_image: list[dict[str, float | str]] = field(default_factory=list)
+
+    @property
+    def mean_dice(self) -> float:
+        return float(np.mean(self.dice))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def write_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    def rows(self) -> list[tuple[str, float, float | None]]:
+        """(metric, value, threshold) for every metric that was computed."""
+        t = self.threshold
+        rows: list[tuple[str, float, float | None]] = []
+        for name, dice, iou in zip(self.labels, self.dice, self.iou, strict=True):
+            rows += [(f"Dice ({name})", dice, t), (f"IoU ({name})", iou, t)]
+        rows.append(("pixel error (1 - accuracy)", self.pixel_error, t))
+        optional = (
+            ("challenge pixel error (1 - max F)", "challenge_pixel_error", "challenge_threshold"),
+            ("adapted Rand error", "rand_error", None),
+            ("adapted Rand error, best threshold", "best_rand_error", "best_rand_threshold"),
+            ("variation of information", "vi", None),
+            ("VI at the best Rand threshold", "vi_at_best", "best_rand_threshold"),
+        )
+        for name, key, at in optional:
+            value = getattr(self, key)
+            if value is not None:
+                rows.append((name, value, getattr(self, at) if at else t))
+        return rows
+
+    def table(self) -> str:
+        """The metrics as an aligned text table."""
+        rows = self.rows()
+        width = max(len(name) for name, _, _ in rows)
+        lines = [f"{'metric':<{width}}  {'value':>7}  threshold"]
+        for name, value, at in rows:
+            lines.append(f"{name:<{width}}  {value:7.4f}  {'' if at is None else f'{at:.2f}'}")
+        tta = ", flip TTA" if self.tta else ""
+        return "\n".join([*lines, f"({self.n_images} images{tta})"])
+
+    def card_metrics(self, prefix: str = "validation", overlap: bool = True) -> dict[str, float]:
+        """The metrics under model-card names, naming the threshold where it is not the
+        model's own; ``overlap=False`` leaves out Dice and IoU."""
+        metrics = {}
+        for name, value, at in self.rows():
+            if not overlap and name.startswith(("Dice", "IoU")):
+                continue
+            suffix = "" if at is None or at == self.threshold else f" (at {at:.2f})"
+            metrics[f"{prefix} {name}{suffix}"] = float(value)
+        return metrics
+
+
+class Evaluator:
+    """Accumulates scores image by image; ``result()`` gives the ``Evaluation``.
+
+    ``add`` takes the model's probabilities (H×W for one class, classes×H×W for several)
+    and the truth (boolean H×W foreground for one class, class ids for several).
+    """
+
+    def __init__(
+        self,
+        n_classes: int,
+        threshold: float = 0.5,
+        labels: Sequence[str] | None = None,
+        *,
+        sweep: bool = False,
+        tta: bool = False,
+    ):
+        self.n_classes, self.threshold, self.sweep, self.tta = n_classes, threshold, sweep, tta
+        self.labels = list(labels or [f"class {i}" for i in range(n_classes)])
+        self.counts = ConfusionCounts(n_classes)
+        self.wrong = self.pixels = 0
+        self.f_counts = np.zeros((3, len(F_THRESHOLDS)), np.int64)
+        self.per_image: list[dict[str, float | str]] = []
+        self.sweeps: list[np.ndarray] = []  # per image: (threshold, [rand, vi])
+
+    def add(self, probabilities: np.ndarray, truth: np.ndarray, name: str | None = None) -> None:
+        name = name or str(len(self.per_image))
+        probs = torch.from_numpy(np.ascontiguousarray(probabilities, dtype=np.float32))
+        truth_t = torch.from_numpy(np.asarray(truth))
+        if self.n_classes == 1:
+            self.counts.update(probs[None, None], truth_t[None, None], self.threshold)
+            predicted = probabilities > self.threshold
+        else:
+            self.counts.update(probs[None], truth_t[None], self.threshold)
+            predicted = probabilities.argmax(axis=0)
+        error = pixel_error(predicted, truth)
+        self.wrong += error * truth.size
+        self.pixels += truth.size
+        record: dict[str, float | str] = {"name": name, "pixel_error": error}
+        if self.n_classes == 1:
+            self.f_counts += np.stack(foreground_counts(probabilities, truth, F_THRESHOLDS))
+            true_cells = label_cells(truth)
+            cells = label_cells(predicted)
+            record["rand_error"] = adapted_rand(cells, true_cells)
+            record["vi"] = variation_of_info(cells, true_cells)
+            if self.sweep:
+                scores = [self._em_scores(probabilities > t, true_cells) for t in RAND_THRESHOLDS]
+                self.sweeps.append(np.array(scores))
+        self.per_image.append(record)
+
+    @staticmethod
+    def _em_scores(predicted: np.ndarray, true_cells: np.ndarray) -> tuple[float, float]:
+        cells = label_cells(predicted)
+        return adapted_rand(cells, true_cells), variation_of_info(cells, true_cells)
+
+    def result(self) -> Evaluation:
+        if not self.per_image:
+            raise ValueError("no images were evaluated")
+        evaluation = Evaluation(
+            n_images=len(self.per_image),
+            threshold=self.threshold,
+            labels=self.labels,
+            dice=self.counts.dice().tolist(),
+            iou=self.counts.iou().tolist(),
+            pixel_error=self.wrong / self.pixels,
+            tta=self.tta,
+            per_image=self.per_image,
+        )
+        if self.n_classes != 1:
+            return evaluation
+        f = f_scores(*self.f_counts)
+        best_f = int(np.argmax(f))
+        evaluation.challenge_pixel_error = float(1 - f[best_f])
+        evaluation.challenge_threshold = float(F_THRESHOLDS[best_f])
+        evaluation.rand_error = float(np.mean([r["rand_error"] for r in self.per_image]))
+        evaluation.vi = float(np.mean([r["vi"] for r in self.per_image]))
+        if self.sweeps:
+            mean = np.mean(self.sweeps, axis=0)  # threshold × (rand, vi)
+            best = int(np.argmin(mean[:, 0]))
+            evaluation.best_rand_error = float(mean[best, 0])
+            evaluation.best_rand_threshold = RAND_THRESHOLDS[best]
+            evaluation.vi_at_best = float(mean[best, 1])
+            evaluation.sweep = [
+                {"threshold": t, "rand_error": float(r), "vi": float(v)}
+                for t, (r, v) in zip(RAND_THRESHOLDS, mean, strict=True)
+            ]
+        return evaluation
+
+
+def truth_from_mask(mask: np.ndarray, n_classes: int) -> np.ndarray:
+    """What ``Evaluator.add`` compares with: boolean foreground or class ids."""
+    target = mask_to_target(mask, n_classes)
+    return target[0] > 0.5 if n_classes == 1 else target
+
+
+def evaluate_model(
+    model: UNet,
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    *,
+    names: Sequence[str] | None = None,
+    threshold: float | None = None,
+    tta: bool = False,
+    sweep: bool = True,
+) -> Evaluation:
+    """Segment each image (``segment``: overlap-tile, optional flip TTA) and score it
+    against its mask."""
+    threshold = model.config["threshold"] if threshold is None else threshold
+    evaluator = Evaluator(model.n_classes, threshold, model.config["labels"], sweep=sweep, tta=tta)
+    names = names or [str(i) for i in range(len(images))]
+    for image, mask, name in zip(images, masks, names, strict=True):
+        probabilities = segment(model, image, tta=tta)
+        evaluator.add(probabilities, truth_from_mask(mask, model.n_classes), name)
+    return evaluator.result()
+
+
+def evaluate_pairs(
+    model: UNet,
+    pairs: list[Pair],
+    *,
+    image_size: int | None = None,
+    threshold: float | None = None,
+    tta: bool = False,
+    sweep: bool = True,
+) -> Evaluation:
+    """Read image/mask pairs (resized as in training when ``image_size`` is given) and
+    ``evaluate_model`` on them."""
+    data = SegmentationDataset(
+        pairs,
+        n_channels=model.n_channels,
+        n_classes=model.n_classes,
+        image_size=image_size,
+        input_scaling=model.config["input_scaling"],
+    )
+    return evaluate_model(
+        model,
+        data.images,
+        data.masks,
+        names=[image.stem for image, _ in pairs],
+        threshold=threshold,
+        tta=tta,
+        sweep=sweep,
+    )

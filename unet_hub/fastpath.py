@@ -1,0 +1,353 @@
+"""Inference backends: the same network, run faster, chosen automatically.
+
+A *runner* maps a float32 batch N×C×H×W (H and W multiples of 16, as ``segment`` cuts
+them) to logits. The backends:
+
+- ``eager``: the model itself, as trained; the reference the others are checked against.
+- ``fused``: a copy of the model with every BatchNorm folded into the convolution before
+  it, in ``channels_last`` layout on the CPU (faster there at every width measured;
+  CUDA keeps cuDNN's default layout).
+- ``onnx``: the folded network exported to ONNX (``unet_hub.export``) and run by ONNX
+  Runtime on the CPU; needs the ``fast`` extra (``pip install unet-hub[fast]``).
+- ``onnx-int8``: a statically quantized ONNX file written by
+  ``export_onnx(..., int8=True)``; only ever used when loaded with ``load_onnx``, because
+  it changes the output (see benchmarks/results/bench.md).
+
+``prepare(model)`` ("auto") tries ``onnx`` for a float32 CPU model when ONNX Runtime is
+installed, then ``fused``, then ``eager``. Every runner built from a model is checked
+against the eager model on a probe batch when it is built; under "auto" one that fails
+the check (or cannot be built) is skipped with a warning. Runners are cached per model
+and rebuilt when its weights change. The user's model itself is never modified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import json
+import logging
+import math
+import os
+import threading
+import warnings
+import weakref
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from .errors import UNetHubError
+
+log = logging.getLogger(__name__)
+
+#: What ``prepare`` and ``segment(backend=...)`` accept.
+BACKENDS = ("auto", "eager", "fused", "onnx")
+#: Largest probability difference from the eager model a float32 fast path may show.
+FP32_TOLERANCE = 1e-4
+#: The same for 16-bit models (their own rounding is ~1e-3).
+HALF_TOLERANCE = 1e-2
+#: Key of the model config JSON in an exported ONNX file's metadata.
+CONFIG_METADATA_KEY = "unet_hub_config"
+#: Key of the backend name ("onnx" or "onnx-int8") in an exported ONNX file's metadata.
+BACKEND_METADATA_KEY = "unet_hub_backend"
+#: (batch, height, width) of the random batch every runner is checked on when built: two
+#: non-square images exercise the dynamic sizes, and small ones keep the check cheap.
+PROBE_SHAPES = ((2, 64, 96),)
+
+
+class BackendError(UNetHubError):
+    """A backend is unavailable for this model or does not reproduce the eager model."""
+
+
+def probabilities_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Sigmoid for one class, softmax over the class axis for several."""
+    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the block, then restore its mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+# -- the machine ---------------------------------------------------------------------------
+
+
+def cpu_budget() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota
+    (containers often show all the host's cores but allow only a few)."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        count = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return count
+
+
+def _size_torch_threads() -> None:
+    """More intra-op threads than CPUs make every parallel region wait for descheduled
+    threads; PyTorch counts the host's cores, so cap it at the budget (never raise it)."""
+    budget = cpu_budget()
+    if torch.get_num_threads() > budget:
+        log.info("torch threads %d -> %d (CPU budget)", torch.get_num_threads(), budget)
+        torch.set_num_threads(budget)
+
+
+def onnx_available() -> bool:
+    """Whether the ``fast`` extra (ONNX Runtime and the exporter's packages) is installed."""
+    return all(importlib.util.find_spec(name) for name in ("onnxruntime", "onnx", "onnxscript"))
+
+
+# -- runners -------------------------------------------------------------------------------
+
+
+class Runner:
+    """A prepared network: ``runner(batch)`` maps float32 N×C×H×W to logits N×K×H×W.
+
+    ``backend`` names how it runs and ``config`` is the model's config (what ``segment``
+    needs to convert images and read the output).
+    """
+
+    backend: str
+    config: dict[str, Any]
+
+    def __call__(self, batch: np.ndarray) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class TorchRunner(Runner):
+    """A PyTorch module run under ``torch.inference_mode`` on its own device and dtype."""
+
+    def __init__(self, module: nn.Module, config: dict[str, Any], backend: str):
+        param = next(module.parameters())
+        self.module, self.config, self.backend = module, config, backend
+        self.device, self.dtype = param.device, param.dtype
+        self.channels_last = backend == "fused" and self.device.type == "cpu"
+
+    def __call__(self, batch: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(batch).to(device=self.device, dtype=self.dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return self.module(x)
+
+
+class OnnxRunner(Runner):
+    """An ONNX model run by ONNX Runtime: one session, threads sized to the CPU budget."""
+
+    def __init__(
+        self,
+        onnx_model: bytes | str | Path,
+        config: dict[str, Any],
+        backend: str,
+        threads: int | None = None,
+    ):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or cpu_budget()
+        options.inter_op_num_threads = 1  # the graph is a chain: nothing runs in parallel
+        source = str(onnx_model) if isinstance(onnx_model, Path) else onnx_model
+        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.config, self.backend = config, backend
+
+    def __call__(self, batch: np.ndarray) -> torch.Tensor:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        (logits,) = self.session.run(None, {self.input_name: batch})
+        return torch.from_numpy(logits)
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of an ONNX file (``export_onnx`` stores the config, the backend and,
+    for int8, the measured change there)."""
+    import onnx
+
+    try:
+        return {
+            p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props
+        }
+    except Exception as e:  # OSError, or protobuf's DecodeError for a file that is not ONNX
+        raise BackendError(f"{path}: not a readable ONNX file ({e})") from None
+
+
+def load_onnx(path: str | Path) -> OnnxRunner:
+    """A runner for an ONNX file written by ``unet_hub.export.export_onnx`` (fp32 or int8);
+    pass it to ``segment`` in place of the model."""
+    metadata = read_onnx_metadata(path)
+    if CONFIG_METADATA_KEY not in metadata:
+        raise BackendError(f"{path}: not exported by unet-hub (no {CONFIG_METADATA_KEY} metadata)")
+    config = json.loads(metadata[CONFIG_METADATA_KEY])
+    return OnnxRunner(Path(path), config, metadata.get(BACKEND_METADATA_KEY, "onnx"))
+
+
+# -- building runners from a model -----------------------------------------------------------
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` with each BatchNorm2d that directly follows a Conv2d
+    in an ``nn.Sequential`` folded into that convolution (and replaced by Identity).
+
+    Folding is done in float64 and cast back, so a 16-bit model loses nothing extra.
+    """
+    folded = copy.deepcopy(model).eval()
+    for module in folded.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module.named_children())
+        for (conv_name, conv), (bn_name, bn) in zip(children, children[1:], strict=False):
+            if type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d:
+                dtype = conv.weight.dtype
+                fused = fuse_conv_bn_eval(conv.double(), bn.double()).to(dtype)
+                setattr(module, conv_name, fused)
+                setattr(module, bn_name, nn.Identity())
+    return folded.requires_grad_(False)
+
+
+def _fused_runner(model: nn.Module) -> TorchRunner:
+    module = fold_batchnorm(model)
+    if next(module.parameters()).device.type == "cpu":
+        _size_torch_threads()
+        module = module.to(memory_format=torch.channels_last)
+    runner = TorchRunner(module, model.config, "fused")
+    check_runner(runner, model)
+    return runner
+
+
+def _onnx_runner(model: nn.Module) -> OnnxRunner:
+    param = next(model.parameters())
+    if param.device.type != "cpu" or param.dtype != torch.float32:
+        raise BackendError(
+            f"the onnx backend runs float32 CPU models; this one is {param.dtype} on "
+            f"{param.device} (use backend='fused')"
+        )
+    if not onnx_available():
+        raise BackendError("the onnx backend needs ONNX Runtime: pip install 'unet-hub[fast]'")
+    from .export import checked_onnx_model  # optional packages, slow to import
+
+    return checked_onnx_model(model, PROBE_SHAPES)[1]
+
+
+#: How each fast backend is built from a model; each builder checks what it builds.
+_BUILDERS = {"fused": _fused_runner, "onnx": _onnx_runner}
+
+
+def max_probability_difference(runner: Runner, model: nn.Module, batch: np.ndarray) -> float:
+    """Largest |p_runner - p_eager| over ``batch``, the eager model run in eval mode."""
+    param = next(model.parameters())
+    with evaluating(model), torch.inference_mode():
+        x = torch.from_numpy(batch).to(device=param.device, dtype=param.dtype)
+        expected = probabilities_from_logits(model(x))
+        actual = probabilities_from_logits(runner(batch).to(param.device))
+        return (actual.float() - expected.float()).abs().max().item()
+
+
+def check_runner(
+    runner: Runner, model: nn.Module, shapes: Sequence[tuple[int, int, int]] = PROBE_SHAPES
+) -> float:
+    """Raise ``BackendError`` unless ``runner`` matches the eager ``model`` within the
+    tolerance of its dtype on random batches of these (batch, height, width) shapes;
+    return the largest difference."""
+    dtype = next(model.parameters()).dtype
+    tolerance = FP32_TOLERANCE if dtype in (torch.float32, torch.float64) else HALF_TOLERANCE
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for n, h, w in shapes:
+        batch = rng.random((n, model.config["n_channels"], h, w), dtype=np.float32)
+        difference = max_probability_difference(runner, model, batch)
+        if not difference <= tolerance:  # also catches NaN
+            raise BackendError(
+                f"the {runner.backend} backend differs from the eager model by "
+                f"{difference:.2e} in probability at {h}×{w} (tolerance {tolerance:.0e})"
+            )
+        worst = max(worst, difference)
+    return worst
+
+
+def auto_candidates(model: nn.Module) -> list[str]:
+    """The backends "auto" tries for ``model``, fastest first."""
+    param = next(model.parameters())
+    cpu_fp32 = param.device.type == "cpu" and param.dtype == torch.float32
+    return (["onnx"] if cpu_fp32 and onnx_available() else []) + ["fused", "eager"]
+
+
+def _fingerprint(model: nn.Module) -> tuple:
+    """Changes when any weight or buffer is replaced or modified in place (optimizer steps,
+    ``load_state_dict``, BatchNorm statistics), or moves to another device or dtype.
+
+    Tensors made under ``torch.inference_mode`` keep no version counter: only replacing
+    them is seen.
+    """
+    return tuple(
+        (t.data_ptr(), -1 if t.is_inference() else t._version, t.device, t.dtype)
+        for t in model.state_dict().values()
+    )
+
+
+#: model -> backend -> (fingerprint, runner); None stands for eager, which is not kept
+#: because a runner holding the model would keep the weak key alive forever.
+_cache: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[tuple, Runner | None]]] = (
+    weakref.WeakKeyDictionary()
+)
+_lock = threading.Lock()
+
+
+def prepare(model: nn.Module | Runner, backend: str = "auto") -> Runner:
+    """The runner of ``model`` for ``backend`` (one of ``BACKENDS``), built and checked
+    once, then cached until the model's weights change.
+
+    A ``Runner`` (e.g. from ``load_onnx``) is returned as it is. An explicit backend that
+    cannot be built or fails the check raises; "auto" moves on to the next candidate
+    with a warning.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if isinstance(model, Runner):
+        if backend not in ("auto", model.backend):
+            raise BackendError(f"this is a prepared {model.backend} runner, not {backend}")
+        return model
+    runner: Runner | None = None
+    if backend != "eager":
+        fingerprint = _fingerprint(model)
+        with _lock:
+            cached = _cache.get(model, {}).get(backend)
+            if cached is not None and cached[0] == fingerprint:
+                runner = cached[1]
+            else:
+                runner = _build(model, backend)
+                entries = _cache.setdefault(model, {})
+                entries[backend] = (fingerprint, runner)
+                if runner is not None:  # "auto" found this backend: reuse it when named
+                    entries[runner.backend] = (fingerprint, runner)
+    return runner if runner is not None else TorchRunner(model, model.config, "eager")
+
+
+def _build(model: nn.Module, backend: str) -> Runner | None:
+    """A checked runner for ``backend``, or None for eager."""
+    if backend != "auto":
+        return _BUILDERS[backend](model)
+    for candidate in auto_candidates(model)[:-1]:
+        try:
+            runner = _BUILDERS[candidate](model)
+        except Exception as e:  # a fast path must never break inference: fall back
+            warnings.warn(f"{candidate} backend skipped: {e}", RuntimeWarning, stacklevel=4)
+            continue
+        log.info("inference backend: %s", candidate)
+        return runner
+    return None
