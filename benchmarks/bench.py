@@ -400,7 +400,8 @@ def markdown(report: dict) -> str:
         lines += [
             f"## {title}",
             "",
-            f"{section['gflop_per_image']:.1f} GFLOP per 512² image. {section['notes']}",
+            f"{section['gflop_per_image']:.1f} GFLOP per 512² image. One-time costs: "
+            + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in section["notes"].items()),
             "",
             "| path | ms | speed-up vs seed | GFLOP/s | % of conv ceiling |",
             "| --- | ---: | ---: | ---: | ---: |",
@@ -533,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
                 "gflop_per_image": flops / 1e9,
                 "table": rows,
                 "fastest_fp32": fastest["path"],
-                "notes": json.dumps(notes),
+                "notes": notes,
             }
             print(f"{name}: {rows}", flush=True)
         if "bundled" in int8_files:

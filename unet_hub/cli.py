@@ -116,6 +116,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(handler=_evaluate)
 
+    export = sub.add_parser(
+        "export", help="write the model as an ONNX file (float32, or int8)", formatter_class=fmt
+    )
+    export.add_argument("model", help="a saved model folder or a Hugging Face Hub repo id")
+    export.add_argument("--onnx", type=Path, required=True, help="the .onnx file to write")
+    export.add_argument(
+        "--int8",
+        action="store_true",
+        help="static int8 quantization: faster, the output changes slightly",
+    )
+    export.add_argument(
+        "--calibration",
+        type=Path,
+        nargs="+",
+        metavar="IMAGE",
+        help="a few training images to calibrate int8 on (needed with --int8)",
+    )
+    export.set_defaults(handler=_export)
+
     push = sub.add_parser(
         "push", help="publish a saved model folder to the Hugging Face Hub", formatter_class=fmt
     )
@@ -200,6 +219,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(evaluation.table())
     if args.out is not None:
         print(f"metrics: {evaluation.write_json(args.out)}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import INT8_CHANGE_METADATA_KEY, export_onnx
+    from .fastpath import read_onnx_metadata
+
+    path = export_onnx(args.model, args.onnx, int8=args.int8, calibration_images=args.calibration)
+    print(f"wrote {path}")
+    change = read_onnx_metadata(path).get(INT8_CHANGE_METADATA_KEY)
+    if change:
+        print(f"int8 change on the calibration images: {change}")
     return 0
 
 

@@ -17,6 +17,7 @@ import gradio as gr
 import numpy as np
 
 from .errors import UNetHubError
+from .fastpath import prepare
 from .hub import card_eval_dataset, card_metrics, load_model_card
 from .imaging import read_image
 from .inference import mask_from_probabilities, segment
@@ -66,7 +67,8 @@ def describe_model(model: UNet, source: str, metrics: dict[str, float], dataset:
     channels = {1: "grayscale", 3: "RGB"}.get(cfg["n_channels"], f"{cfg['n_channels']}-channel")
     lines = [
         f"**Model:** {name} — U-Net, {channels} input, width {cfg['base_channels']} "
-        f"({count_parameters(model):,} parameters), recommended threshold {cfg['threshold']}."
+        f"({count_parameters(model):,} parameters), recommended threshold {cfg['threshold']}; "
+        f"running on {prepare(model).backend}."
     ]
     # Losses mean little to a reader; the overlap scores do.
     scores = {k: v for k, v in metrics.items() if "loss" not in k.lower()}
@@ -228,6 +230,8 @@ def launch(source: str | None = None, **launch_kwargs: Any) -> None:
     """Load the model and serve the app (host and port from GRADIO_SERVER_NAME/PORT)."""
     source = source or model_source()
     model = UNet.from_pretrained(source)
+    # Build and check the fast inference path now, so the first request does not wait.
+    print(f"unet-hub: serving {source} on the {prepare(model).backend} inference backend")
     app = build_app(model, source)
     allowed = [str(EXAMPLES_DIR)] if EXAMPLES_DIR.is_dir() else []
     app.launch(max_file_size=MAX_FILE_SIZE, allowed_paths=allowed, **launch_kwargs)
