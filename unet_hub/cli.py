@@ -54,6 +54,21 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
         parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
 
 
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a sub-command that runs a saved model."""
+    parser.add_argument("model", help="a saved model folder or a Hugging Face Hub repo id")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="foreground probability threshold (default: the model's recommended one)",
+    )
+    parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
+    parser.add_argument(
+        "--revision", default=None, help="Hub branch or commit sha of the model (default: main)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``unet-hub`` parser with its sub-commands."""
     from .training import TrainConfig
@@ -67,19 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_train)
 
     predict = sub.add_parser("predict", help="write a mask PNG for each image", formatter_class=fmt)
-    predict.add_argument("model", help="a saved model folder or a Hugging Face Hub repo id")
+    _add_model_options(predict)
     predict.add_argument("images", nargs="+", type=Path, help="image files to segment")
     predict.add_argument("--out", type=Path, required=True, help="folder for the mask PNGs")
-    predict.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="foreground probability threshold (default: the model's recommended one)",
-    )
-    predict.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
-    predict.add_argument(
-        "--revision", default=None, help="Hub branch or commit sha of the model (default: main)"
-    )
     predict.set_defaults(handler=_predict)
 
     evaluate = sub.add_parser(
@@ -87,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="score a model on image/mask pairs (Dice, IoU, pixel errors, Rand, VI)",
         formatter_class=fmt,
     )
-    evaluate.add_argument("model", help="a saved model folder or a Hugging Face Hub repo id")
+    _add_model_options(evaluate)
     evaluate.add_argument(
         "--data", required=True, help="data folder of image/mask pairs, laid out as for training"
     )
@@ -102,17 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--tta", action="store_true", help="average over the four flips (test-time augmentation)"
     )
     evaluate.add_argument(
-        "--threshold", type=float, default=None, help="default: the model's recommended one"
-    )
-    evaluate.add_argument(
         "--image-size",
         type=int,
         default=None,
         help="resize images and masks to this square size first, as train's --image-size",
-    )
-    evaluate.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
-    evaluate.add_argument(
-        "--revision", default=None, help="Hub branch or commit sha of the model (default: main)"
     )
     evaluate.set_defaults(handler=_evaluate)
 
