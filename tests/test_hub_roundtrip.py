@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import shlex
 import socket
 import subprocess
@@ -31,7 +30,7 @@ from conftest import ROOT, SAMPLE
 from unet_hub import UNet
 from unet_hub.hub import card_kwargs, load_model_card
 from unet_hub.packaging import save_model_folder
-from unet_hub.testing.hub_server import LocalHub, Repo
+from unet_hub.testing.hub_server import LocalHub, Repo, client_env
 
 ALICE, BOB = "hf_alice_token", "hf_bob_token"
 WRONG = "hf_wrong_token"
@@ -104,27 +103,8 @@ def hub_env(
     endpoint: str, hf_home: Path, token: str | None = None, offline: bool = False
 ) -> dict[str, str]:
     """A clean environment pointing the client at ``endpoint`` with its own cache."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("HF_", "HUGGINGFACE_")) and "proxy" not in k.lower()
-    }
-    env |= {
-        "HF_ENDPOINT": endpoint,
-        "HF_HOME": str(hf_home),
-        "HF_HUB_DISABLE_XET": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
-        "NO_PROXY": "127.0.0.1,localhost",
-        # Tiny models: one thread is faster than threads competing for 2 cores.
-        "OMP_NUM_THREADS": "1",
-    }
-    if token is not None:
-        env["HF_TOKEN"] = token
-    if offline:
-        env["HF_HUB_OFFLINE"] = "1"
-    return env
+    # Tiny models: one thread is faster than threads competing for 2 cores.
+    return client_env(endpoint, hf_home, token, offline) | {"OMP_NUM_THREADS": "1"}
 
 
 def run(args: list[str], env: dict[str, str]) -> Run:

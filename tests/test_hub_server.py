@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from unet_hub.testing.hub_server import LocalHub
+from unet_hub.testing.hub_server import LocalHub, client_env
 
 ALICE, BOB = "hf_alice_test_token", "hf_bob_test_token"
 MARKER = "@@RESULT@@"
@@ -65,24 +65,7 @@ def run_client(
     **params: Any,
 ) -> Any:
     """Run `code` with the real client in a subprocess; returns what it passed to `out()`."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("HF_", "HUGGINGFACE_")) and "proxy" not in k.lower()
-    }
-    env |= {
-        "HF_ENDPOINT": hub.url,
-        "HF_HOME": str(hf_home),
-        "HF_HUB_DISABLE_XET": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
-        "NO_PROXY": "127.0.0.1,localhost",
-    }
-    if token is not None:
-        env["HF_TOKEN"] = token
-    if offline:
-        env["HF_HUB_OFFLINE"] = "1"
+    env = client_env(hub.url, hf_home, token, offline)
     proc = subprocess.run(
         [sys.executable, "-c", PRELUDE + textwrap.dedent(code), json.dumps(params)],
         env=env,

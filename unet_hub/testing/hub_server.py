@@ -802,6 +802,33 @@ class LocalHub:
         self.stop()
 
 
+def client_env(
+    endpoint: str, hf_home: str | Path, token: str | None = None, offline: bool = False
+) -> dict[str, str]:
+    """This process's environment, cleaned of Hub and proxy settings, pointing the real
+    ``huggingface_hub`` client at ``endpoint`` with its own cache ``hf_home``: for the
+    subprocesses that tests run against a ``LocalHub``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HF_", "HUGGINGFACE_")) and "proxy" not in k.lower()
+    }
+    env |= {
+        "HF_ENDPOINT": endpoint,
+        "HF_HOME": str(hf_home),
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    if token is not None:
+        env["HF_TOKEN"] = token
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: serve a LocalHub until interrupted."""
     parser = argparse.ArgumentParser(
