@@ -4,7 +4,10 @@ The same image rows go through the library (``read_image`` + ``segment``), the c
 line (``unet-hub predict``) and the running web app (through ``gradio_client``). An
 ``error`` row must give one clear line naming what is wrong; an ``ok`` row must be
 converted and segmented, with a mask the size of the image. The model-folder rows go
-through ``UNet.from_pretrained``.
+through ``UNet.from_pretrained``. The mask rows (the mask-value policy of
+``unet_hub.imaging.prepare_mask``) go through the library (``SegmentationDataset``) and
+the command line (``unet-hub evaluate``); the web app reads no masks. A ``warning`` row
+must load, with one warning naming the file.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import re
 import struct
 import subprocess
 import sys
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -27,7 +31,9 @@ import pytest
 
 from conftest import ROOT
 from unet_hub import UNet, read_image, segment
-from unet_hub.errors import ImageReadError, ModelLoadError
+from unet_hub.data import SegmentationDataset, find_pairs
+from unet_hub.errors import ImageReadError, ModelLoadError, UNetHubError
+from unet_hub.imaging import MaskWarning
 
 GRAY = (np.arange(40 * 56).reshape(40, 56) % 251).astype(np.uint8)
 RGB = np.stack([GRAY, 255 - GRAY, GRAY // 2], axis=2)
@@ -230,6 +236,196 @@ def test_app(client, tmp_path):
             assert cv2.imread(mask, cv2.IMREAD_UNCHANGED).shape == read_image(path).shape[:2]
 
 
+def _disc() -> np.ndarray:
+    """A 0/255 disc drawn anti-aliased: its rim (about 3 % of the pixels) is gray."""
+    mask = np.zeros_like(GRAY)
+    cv2.circle(mask, (28, 20), 10, 255, -1, cv2.LINE_AA)
+    return mask
+
+
+BLOCK = np.zeros_like(GRAY)  # a clean 0/255 mask
+BLOCK[8:32, 16:40] = 255
+BLOCK[20:26, 10:16] = 255
+IDS = (np.arange(GRAY.size).reshape(GRAY.shape) // 7 % 4).astype(np.uint8)  # class ids 0-3
+
+
+def _float_mask(array: np.ndarray, nan: bool = False) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        mask = array.astype(np.float32)
+        if nan:
+            mask[3, 4] = np.nan
+        PIL.Image.fromarray(mask).save(path)
+
+    return write
+
+
+@dataclass(frozen=True)
+class MaskCase(Case):
+    """A mask file (``filename`` in ``masks/``, its image is ``GRAY``) and a model of
+    ``n_classes``: ``error`` as above; else it loads, with one warning matching
+    ``warning`` (None: no warning), and its target equals ``truth``."""
+
+    warning: str | None = None
+    n_classes: int = 1
+    truth: np.ndarray | None = None  # the expected target: 0/1, or class ids
+
+
+MASK_CASES = [
+    MaskCase("0/255 mask", "m.png", _cv2(BLOCK, ".png"), truth=BLOCK > 0),
+    MaskCase("0/1 mask", "m.png", _cv2(BLOCK // 255, ".png"), truth=BLOCK > 0),
+    MaskCase("16-bit 0/65535 mask", "m.tif", _cv2(BLOCK.astype(np.uint16) * 257, ".tif"),
+             truth=BLOCK > 0),
+    MaskCase("float 0.0/1.0 mask", "m.tif", _float_mask(BLOCK / 255), truth=BLOCK > 0),
+    MaskCase("RGB mask, red on black", "m.png", _pil(np.dstack([BLOCK, 0 * BLOCK, 0 * BLOCK])),
+             truth=BLOCK > 0),
+    MaskCase("anti-aliased mask", "m.png", _cv2(_disc(), ".png"),
+             warning=r"m\.png: 3\.\d% of its pixels are neither 0 nor 255 .*thresholded at 128",
+             truth=_disc() >= 128),
+    MaskCase("mask saved as JPEG", "m.jpg", _cv2(BLOCK, ".jpg"),
+             warning=r"m\.jpg: a JPEG mask: lossy compression .*thresholded at 128",
+             truth=BLOCK > 0),
+    MaskCase("label ids for a one-class model", "m.png", _cv2(IDS, ".png"),
+             error=r"m\.png: the mask holds the values 0, 1, 2, 3, which look like class ids.*"
+             r"pass --n-classes 4.*only 0 \(background\) and 255"),
+    MaskCase("gray photo as a mask", "m.png", _cv2(GRAY, ".png"), error="not a two-valued mask"),
+    MaskCase("float mask with NaN", "m.tif", _float_mask(BLOCK / 255, nan=True),
+             error="NaN or infinite"),
+    MaskCase("float mask of 0 and 255", "m.tif", _float_mask(BLOCK),
+             error=r"float mask must hold values in \[0, 1\]"),
+    MaskCase("class ids for a 4-class model", "m.png", _cv2(IDS, ".png"), n_classes=4,
+             truth=IDS),
+    MaskCase("0/255 mask for a 4-class model", "m.png", _cv2(BLOCK, ".png"), n_classes=4,
+             error="class id 255, but there are only 4 classes.*use --n-classes 1"),
+    MaskCase("class ids saved as JPEG", "m.jpg", _cv2(IDS, ".jpg"), n_classes=4,
+             error="class ids cannot be stored as JPEG"),
+]  # fmt: skip
+
+
+def _mask_folder(case: MaskCase, root: Path) -> Path:
+    """A data folder of one pair: ``images/m.png`` (GRAY) and the row's mask."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    _cv2(GRAY, ".png")(root / "images" / "m.png")
+    case.write(root / "masks" / case.filename)
+    return root / "masks" / case.filename
+
+
+@pytest.mark.parametrize("case", MASK_CASES, ids=_ids(MASK_CASES))
+def test_mask_library(case, tmp_path):
+    mask_path = _mask_folder(case, tmp_path)
+    if case.error:
+        with pytest.raises(UNetHubError, match=case.error) as info:
+            SegmentationDataset(find_pairs(tmp_path), n_classes=case.n_classes)
+        message = str(info.value)
+        assert str(mask_path) in message and "\n" not in message
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # every warning recorded, none deduplicated
+        data = SegmentationDataset(find_pairs(tmp_path), n_classes=case.n_classes)
+        targets = [data[0][1] for _ in range(3)]  # three epochs: still one warning
+    found = [str(w.message) for w in caught if issubclass(w.category, MaskWarning)]
+    if case.warning:
+        [message] = found
+        assert re.search(case.warning, message) and str(mask_path) in message
+    else:
+        assert found == []
+    target = targets[-1].numpy()
+    truth = case.truth.astype(target.dtype)
+    assert np.array_equal(target[0] if case.n_classes == 1 else target, truth)
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory) -> dict[int, Path]:
+    """Saved width-2 models of one and of four classes."""
+    folders = {}
+    for n_classes in (1, 4):
+        folders[n_classes] = tmp_path_factory.mktemp(f"model{n_classes}")
+        UNet(n_classes=n_classes, base_channels=2).save_pretrained(folders[n_classes])
+    return folders
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "unet_hub.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize("case", MASK_CASES, ids=_ids(MASK_CASES))
+def test_mask_cli(case, tmp_path, model_dirs):
+    """`unet-hub evaluate` on the row's pair: one error line naming the mask, or the
+    metrics, with the warning once on stderr."""
+    mask_path = _mask_folder(case, tmp_path / "data")
+    result = _cli("evaluate", str(model_dirs[case.n_classes]), "--data", str(tmp_path / "data"))
+    assert "Traceback" not in result.stderr
+    if case.error:
+        assert result.returncode == 2, result.stderr
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"error: {mask_path}")
+        assert re.search(case.error, line), line
+        return
+    assert result.returncode == 0, result.stderr
+    assert "(1 images" in result.stdout
+    if case.warning:
+        assert result.stderr.count("MaskWarning") == 1, result.stderr
+        assert re.search(case.warning, result.stderr) and str(mask_path) in result.stderr
+    else:
+        assert "MaskWarning" not in result.stderr, result.stderr
+
+
+def test_cli_max_pixels(tmp_path, model_dirs):
+    """`--max-pixels` of predict and evaluate: the error names the flag and the value that
+    lets the file through; 0 lifts the limit (the header-only file then reaches the
+    decoder, which finds no pixel data)."""
+    big, small = tmp_path / "big.png", tmp_path / "small.png"
+    _bytes(_png_header_only(10001, 10000))(big)
+    _cv2(GRAY, ".png")(small)  # 56×40 = 2240 pixels
+    model = str(model_dirs[1])
+
+    def predict(*options: str) -> tuple[list[str], Path]:
+        """The error lines of `unet-hub predict big small` (libpng adds its own lines)."""
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        result = _cli("predict", model, str(big), str(small), "--out", str(out), *options)
+        assert "Traceback" not in result.stderr and result.returncode == 1, result.stderr
+        return [e for e in result.stderr.splitlines() if e.startswith("error: ")], out
+
+    [line], out = predict()  # the default limit, 100 megapixels
+    assert line == (
+        f"error: {big}: 10001×10000 pixels is more than the limit of 100,000,000; downscale "
+        "or crop it first, or raise the limit with --max-pixels 100010000 (0 = no limit)"
+    )
+    assert (out / "small.png").is_file()
+
+    [big_error, small_error], out = predict("--max-pixels", "2000")
+    assert "more than the limit of 2,000" in big_error and "--max-pixels 100010000" in big_error
+    assert small_error.startswith(f"error: {small}: 56×40 pixels is more than the limit")
+    assert small_error.endswith("raise the limit with --max-pixels 2240 (0 = no limit)")
+    assert not (out / "small.png").exists()
+
+    [line], out = predict("--max-pixels", "0")
+    assert line == f"error: {big}: the PNG data is truncated or corrupted; export the image again"
+    assert (out / "small.png").is_file()
+
+    data = tmp_path / "data"
+    _mask_folder(MASK_CASES[0], data)
+    result = _cli("evaluate", model, "--data", str(data), "--max-pixels", "2239")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: {data / 'images' / 'm.png'}: 56×40 pixels is more than")
+    assert line.endswith("--max-pixels 2240 (0 = no limit)")
+    result = _cli("evaluate", model, "--data", str(data), "--max-pixels", "2240")
+    assert result.returncode == 0, result.stderr
+
+    with pytest.raises(SystemExit) as info:  # the parser refuses a negative limit
+        from unet_hub.cli import main
+
+        main(["predict", model, str(small), "--out", str(tmp_path), "--max-pixels", "-1"])
+    assert info.value.code == 2
+
+
 def _edit_config(**changes) -> Callable[[Path], None]:
     def edit(folder: Path) -> None:
         path = folder / "config.json"
@@ -299,3 +495,4 @@ def test_model_folder(case, tmp_path):
 def test_the_table_is_long_enough():
     """The issue asks for at least 30 rows of bad or unusual input."""
     assert len(IMAGE_CASES) + len(MODEL_CASES) >= 30
+    assert len(MASK_CASES) >= 10

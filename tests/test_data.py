@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,16 @@ from conftest import write_image
 from unet_hub.augment import RandomFlip
 from unet_hub.data import LAYOUTS, SegmentationDataset, find_pairs, split_validation
 from unet_hub.errors import DataError, ImageReadError
-from unet_hub.imaging import read_image, to_model_input
+from unet_hub.imaging import (
+    MASK_LABEL_ID_MAX,
+    MASK_SOFT_EDGE_LIMIT,
+    MaskWarning,
+    PixelLimitError,
+    mask_to_target,
+    prepare_mask,
+    read_image,
+    to_model_input,
+)
 
 
 def _pattern(h: int = 20, w: int = 30) -> tuple[np.ndarray, np.ndarray]:
@@ -162,3 +173,163 @@ def test_read_image_keeps_bit_depth_and_colour(tmp_path):
     out = read_image(tmp_path / "b.png")
     assert out.shape == (5, 6, 4) and out[0, 0, 0] == 255 and out[0, 0, 2] == 0
     assert to_model_input(out, 3).shape == (3, 5, 6)
+
+
+def _soft(n_soft: int, value: int = 128, top: int = 255, size: int = 1000) -> np.ndarray:
+    """A 1×``size`` one-class mask: half 0, half ``top``, ``n_soft`` pixels of ``value``."""
+    mask = np.zeros((1, size), dtype=np.uint8 if top < 256 else np.uint16)
+    mask[0, size // 2 :] = top
+    mask[0, :n_soft] = value
+    return mask
+
+
+def _prepare(mask: np.ndarray, n_classes: int = 1, **kw) -> tuple[np.ndarray, list[str]]:
+    """``prepare_mask`` and the messages of the ``MaskWarning``s it gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = prepare_mask(mask, n_classes, "m.png", **kw)
+    return out, [str(w.message) for w in caught if issubclass(w.category, MaskWarning)]
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        np.array([[0, 255]], np.uint8),
+        np.array([[0, 1]], np.uint8),
+        np.array([[0, 7]], np.uint8),
+        np.array([[0, 65535]], np.uint16),
+        np.array([[0.0, 1.0]], np.float32),
+        np.array([[False, True]]),
+        np.array([[[0, 0, 0], [0, 200, 0]]], np.uint8),  # green on black
+    ],
+    ids=["0/255", "0/1", "0/7", "0/65535", "float 0/1", "bool", "RGB"],
+)
+def test_two_valued_masks_are_taken_as_they_are(mask):
+    out, found = _prepare(mask)
+    assert found == []
+    assert out.dtype == np.uint8 and out.tolist() == [[0, 255]]
+
+
+def test_soft_edges_up_to_the_limit_are_thresholded_at_half_with_a_warning():
+    at_limit = int(1000 * MASK_SOFT_EDGE_LIMIT)
+    mask = _soft(at_limit, value=127)
+    mask[0, 1] = 128
+    out, [message] = _prepare(mask)
+    assert out[0, 0] == 0 and out[0, 1] == 255  # 127 -> background, 128 -> foreground
+    assert out[0, 499] == 0 and out[0, 500] == 255 and set(np.unique(out)) == {0, 255}
+    assert message.startswith("m.png: 5.0% of its pixels are neither 0 nor 255")
+    assert "thresholded at 128" in message
+    with pytest.raises(DataError, match="m.png: not a two-valued mask: 5.1% of its pixels"):
+        prepare_mask(_soft(at_limit + 1), 1, "m.png")
+
+
+def test_soft_edges_of_16_bit_and_float_masks():
+    out, [message] = _prepare(_soft(10, value=32768, top=65535))
+    assert out[0, 0] == 255 and "thresholded at 32768" in message
+    soft = _soft(10).astype(np.float32) / 255
+    soft[0, 0], soft[0, 1] = 0.49, 0.5
+    out, [message] = _prepare(soft)
+    assert out[0, 0] == 0 and out[0, 1] == 255 and "thresholded at 0.5" in message
+    assert "values from 0.5 up are foreground" in message
+
+
+def test_small_integer_values_are_class_ids_not_soft_edges():
+    ids = _soft(10, value=1, top=MASK_LABEL_ID_MAX - 1)
+    with pytest.raises(DataError, match=f"values 0, 1, {MASK_LABEL_ID_MAX - 1}, which look"):
+        prepare_mask(ids, 1, "m.png")
+    with pytest.raises(DataError, match="pass --n-classes 4 .*only 0 \\(background\\) and 255"):
+        prepare_mask(np.array([[0, 1, 2, 3]], np.uint8), 1, "m.png")
+    out, [_] = _prepare(_soft(10, value=1, top=MASK_LABEL_ID_MAX))  # a dim soft mask
+    assert out[0, 0] == 0
+
+
+def test_jpeg_noise_near_0_and_the_maximum_is_not_a_soft_edge():
+    noisy = _soft(100, value=3)  # 10 % of the pixels off by a few levels
+    noisy[0, 900:] = 251
+    with pytest.raises(DataError, match="not a two-valued mask: 20.0%"):
+        prepare_mask(noisy, 1, "m.png")
+    out, [message] = _prepare(noisy, jpeg=True)
+    assert message.startswith("m.png: a JPEG mask: lossy compression altered 20.0% of")
+    assert (out[0, :500] == 0).all() and (out[0, 500:] == 255).all()
+    noisy[0, :10] = 128  # really between: counts against the limit even in a JPEG
+    out, [_] = _prepare(noisy, jpeg=True)
+    noisy[0, :60] = 128
+    with pytest.raises(DataError, match="not a two-valued mask: 6.0%"):
+        prepare_mask(noisy, 1, "m.png", jpeg=True)
+
+
+@pytest.mark.parametrize(
+    "mask, n_classes, error",
+    [
+        (np.array([[0.0, np.nan]], np.float32), 1, "m.png: the mask holds NaN or infinite"),
+        (np.array([[0.0, np.inf]], np.float32), 3, "m.png: the mask holds NaN or infinite"),
+        (np.array([[0.0, 255.0]], np.float32), 1, "float mask must hold values in \\[0, 1\\]"),
+        (np.array([[-0.5, 1.0]], np.float32), 1, "not -0.5 to 1"),
+        (np.array([[0.0, 1.5]], np.float32), 3, "whole numbers from 0 to 2.*0 to 1.5"),
+        (np.array([[-1, 1]], np.int16), 3, "whole numbers from 0 to 2"),
+        (np.array([[0, 3]], np.uint8), 3, "class id 3, but there are only 3 classes"),
+        (np.array([[0, 255]], np.uint8), 3, "only 3 classes; .*use --n-classes 1"),
+    ],
+)
+def test_bad_mask_values_are_refused(mask, n_classes, error):
+    with pytest.raises(DataError, match=error) as info:
+        prepare_mask(mask, n_classes, "m.png")
+    assert "m.png" in str(info.value)
+
+
+def test_class_ids_are_kept_and_jpeg_class_ids_refused():
+    ids = np.array([[0, 1, 2]], np.float32)
+    out, found = _prepare(ids, 3)
+    assert out.dtype == np.uint8 and out.tolist() == [[0, 1, 2]] and found == []
+    with pytest.raises(DataError, match="class ids cannot be stored as JPEG"):
+        prepare_mask(ids, 3, "m.jpg", jpeg=True)
+
+
+def test_mask_to_target_follows_the_same_policy():
+    """One rule: a raw mask given to ``mask_to_target`` becomes what the data set makes of
+    its file, and a prepared mask passes again silently."""
+    raw = _soft(10, value=100)
+    prepared, [_] = _prepare(raw)
+    with pytest.warns(MaskWarning):
+        assert np.array_equal(mask_to_target(raw, 1)[0], prepared / 255)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.array_equal(mask_to_target(prepared, 1)[0], prepared / 255)
+    with pytest.raises(DataError, match="look like class ids"):
+        mask_to_target(np.array([[0, 1, 2]], np.uint8), 1)
+
+
+def test_a_converted_mask_warns_once_per_file_not_per_epoch(tmp_path):
+    image, mask = _pattern()
+    soft = mask.copy()
+    soft[2, 3:12] = 200  # anti-aliased top edge: 9 of 600 pixels
+    for stem in ("01", "02"):
+        write_image(tmp_path / "images" / f"{stem}.png", image)
+    write_image(tmp_path / "masks" / "01.png", soft)
+    write_image(tmp_path / "masks" / "02.png", mask)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = SegmentationDataset(
+            find_pairs(tmp_path), image_size=16, weight_map=lambda labels: labels * 1.0
+        )
+        for _ in range(3):  # epochs
+            for i in range(len(dataset)):
+                x, y, w = dataset[i]
+                assert set(y.unique().tolist()) <= {0.0, 1.0}
+    [warning] = [w for w in caught if issubclass(w.category, MaskWarning)]
+    assert "masks/01.png: 1.5% of its pixels are neither 0 nor 255" in str(warning.message)
+    x, y, w = dataset[0]
+    assert torch.equal(w, y[0])  # the weight map saw the same labels as the target
+
+
+def test_the_data_set_applies_the_pixel_limit(tmp_path):
+    image, mask = _pattern()  # 30×20 = 600 pixels
+    write_image(tmp_path / "images" / "01.png", image)
+    write_image(tmp_path / "masks" / "01.png", mask)
+    pairs = find_pairs(tmp_path)
+    with pytest.raises(PixelLimitError, match="images/01.png: 30×20 pixels is more than") as info:
+        SegmentationDataset(pairs, max_pixels=599)
+    assert (info.value.pixels, info.value.limit) == (600, 599)
+    assert isinstance(info.value, ImageReadError)
+    assert len(SegmentationDataset(pairs, max_pixels=600)) == 1
+    assert len(SegmentationDataset(pairs, max_pixels=None)) == 1

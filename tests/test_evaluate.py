@@ -13,7 +13,8 @@ from conftest import ROOT
 from unet_hub import UNet
 from unet_hub.data import find_pairs, parse_stems, select_stems
 from unet_hub.errors import DataError
-from unet_hub.evaluation import evaluate_pairs
+from unet_hub.evaluation import THINNED, evaluate_pairs
+from unet_hub.metrics import EM_SCORES
 from unet_hub.training import TrainConfig, train
 
 
@@ -47,14 +48,33 @@ def test_evaluate_prints_a_table_and_writes_json(tiny_model, tmp_path):
         "--out", str(out), "--tta",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    for row in ("Dice (foreground)", "pixel error (1 - accuracy)", "adapted Rand error"):
+    for row in (
+        "Dice (foreground)",
+        "pixel error (1 - accuracy)",
+        "adapted Rand error ",
+        "adapted Rand error, best threshold",
+        f"adapted Rand error {THINNED} ",
+        f"adapted Rand error {THINNED} at the best Rand threshold",
+        f"adapted Rand error {THINNED}, best threshold",
+        f"variation of information {THINNED} ",
+    ):
         assert row in result.stdout
     assert "(2 images, flip TTA)" in result.stdout
     metrics = json.loads(out.read_text())
     assert metrics["n_images"] == 2 and metrics["tta"] is True
     assert [r["name"] for r in metrics["per_image"]] == ["02", "03"]
+    assert all(set(EM_SCORES) <= set(r) for r in metrics["per_image"])
     assert 0 <= metrics["pixel_error"] <= 1 and 0 <= metrics["best_rand_error"] <= 1
-    assert metrics["best_rand_error"] <= min(r["rand_error"] for r in metrics["sweep"]) + 1e-12
+    sweep = {row["threshold"]: row for row in metrics["sweep"]}
+    assert metrics["best_rand_error"] == min(r["rand_error"] for r in sweep.values())
+    assert metrics["best_rand_error_thinned"] == min(
+        r["rand_error_thinned"] for r in sweep.values()
+    )
+    at_best = sweep[metrics["best_rand_threshold"]]
+    assert metrics["rand_error_thinned_at_best"] == at_best["rand_error_thinned"]
+    at_best_thinned = sweep[metrics["best_rand_threshold_thinned"]]
+    assert metrics["best_rand_error_thinned"] == at_best_thinned["rand_error_thinned"]
+    assert metrics["vi_thinned_at_best"] == at_best_thinned["vi_thinned"]
     # the command line and the library agree
     library = evaluate_pairs(
         UNet.from_pretrained(model_dir),
@@ -78,6 +98,8 @@ def test_training_holds_out_the_slices_it_is_told(tiny_model):
     card = (model_dir / "README.md").read_text()
     assert "(3 images)" in card and "(1 images)" in card
     assert "validation adapted Rand error, best threshold" in card
+    assert f"validation adapted Rand error {THINNED}, best threshold" in card
+    assert f"validation adapted Rand error {THINNED} at the best Rand threshold" in card
 
 
 def test_stem_selection(sample_data):

@@ -5,15 +5,31 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unet_hub.evaluation import RAND_THRESHOLDS, Evaluator
-from unet_hub.metrics import f_scores, foreground_counts
+from unet_hub.evaluation import RAND_THRESHOLDS, THINNED, Evaluator
+from unet_hub.metrics import em_scores, f_scores, foreground_counts, label_cells, thin_boundaries
 
 
 def cells_image() -> np.ndarray:
-    """40×40 boolean cell interior: four 18×18 cells separated by a 2-px membrane cross."""
+    """40×40 boolean cell interior: four 19×19 cells separated by a 2-px membrane cross."""
     truth = np.ones((40, 40), bool)
     truth[19:21, :] = truth[:, 19:21] = False
     return truth
+
+
+def two_cells() -> np.ndarray:
+    """20×41 boolean cell interior: two 20×20 cells on either side of a 1-px membrane
+    (column 20)."""
+    truth = np.ones((20, 41), bool)
+    truth[:, 20] = False
+    return truth
+
+
+def thick_membrane() -> np.ndarray:
+    """The prediction of ``two_cells`` with a 5-px membrane (columns 18-22) centred on the
+    true one: 40 px of each cell are predicted as membrane."""
+    predicted = np.ones((20, 41), bool)
+    predicted[:, 18:23] = False
+    return predicted
 
 
 def evaluate(probabilities: np.ndarray, truth: np.ndarray, **options):
@@ -91,6 +107,7 @@ def test_pixel_metrics_pool_pixels_and_em_metrics_average_images():
     assert result.pixel_error == pytest.approx(16 / 3200)
     assert [r["name"] for r in result.per_image] == ["perfect", "wrong"]
     assert result.rand_error == pytest.approx(result.per_image[1]["rand_error"] / 2)
+    assert result.rand_error_thinned == pytest.approx(result.per_image[1]["rand_error_thinned"] / 2)
 
 
 def test_multi_class_evaluation_has_dice_per_class_and_no_em_metrics():
@@ -101,4 +118,87 @@ def test_multi_class_evaluation_has_dice_per_class_and_no_em_metrics():
     result = evaluator.result()
     assert result.dice == [1.0, 1.0, 1.0] and result.pixel_error == 0
     assert result.rand_error is None and result.challenge_pixel_error is None
+    assert result.rand_error_thinned is None and "rand_error_thinned" not in result.per_image[0]
     assert "Dice (c)" in result.table()
+
+
+# -- after border thinning ------------------------------------------------------------
+
+
+def test_thinning_gives_each_boundary_pixel_to_the_nearest_cell():
+    cells = np.array([[1, 0, 0, 0, 0, 2], [1, 0, 0, 0, 0, 2]])
+    assert thin_boundaries(cells).tolist() == [[1, 1, 1, 2, 2, 2]] * 2
+    nothing = np.zeros((3, 3), int)  # no cell to grow: left as it is
+    assert thin_boundaries(nothing).tolist() == nothing.tolist()
+    thinned = thin_boundaries(label_cells(thick_membrane()))
+    assert (thinned[:, :20] == thinned[0, 0]).all() and (thinned[:, 21:] == thinned[0, -1]).all()
+    assert thinned[0, 0] != thinned[0, -1]  # the two cells stay apart
+
+
+def test_a_thick_predicted_membrane_is_a_strict_merge_but_no_error_after_thinning():
+    scores = em_scores(thick_membrane(), label_cells(two_cells()))
+    # Strict: the membrane is one predicted segment holding 40 px of each true cell.
+    # Contingency: cell A 360 px (left), B 360 px (right), membrane 40 + 40 px; true cells
+    # 400 px each. Adapted Rand F = sum n_ij(n_ij-1) / mean of the sums over the marginals.
+    pairs = 2 * 360 * 359 + 2 * 40 * 39
+    predicted_pairs = 2 * 360 * 359 + 80 * 79
+    true_pairs = 2 * 400 * 399
+    assert scores["rand_error"] == pytest.approx(1 - pairs / ((predicted_pairs + true_pairs) / 2))
+    assert scores["vi"] > 0.3
+    # Thinned: columns 18-19 go to the left cell, 21-22 to the right one (20 is not scored).
+    assert scores["rand_error_thinned"] == 0
+    assert scores["vi_thinned"] == pytest.approx(0, abs=1e-12)
+
+
+def test_a_gap_in_the_predicted_membrane_is_a_merge_thinned_or_not():
+    predicted = thick_membrane()
+    predicted[8:11, 18:23] = True  # a 3-row gap joins the two cells
+    scores = em_scores(predicted, label_cells(two_cells()))
+    n = 400  # after thinning both true cells lie in one predicted segment of 2n scored px
+    merged = 1 - 2 * n * (n - 1) / ((2 * n * (2 * n - 1) + 2 * n * (n - 1)) / 2)
+    assert merged == pytest.approx(1 / 3, abs=0.001)
+    assert scores["rand_error_thinned"] == pytest.approx(merged)
+    assert scores["vi_thinned"] == pytest.approx(1.0)  # one bit: which half of the merge
+    assert scores["rand_error"] > merged  # strict: the merge, and the thick membrane too
+
+
+def test_the_sweep_reports_thinned_scores_at_the_strict_and_at_their_own_best_threshold():
+    truth = cells_image()
+    probabilities = np.where(truth, 0.97, 0.01).astype(np.float32)
+    halo = np.zeros_like(truth)
+    halo[16:24, :] = halo[:, 16:24] = True
+    probabilities[halo & truth] = 0.62  # 3 px of each cell next to the membrane: faint
+    probabilities[5:8, 19:21] = 0.62  # a gap between the top cells, shut only with the halo
+    # Below 0.62 the membrane is thin but open (the top cells merge): both variants score
+    # the merge. From 0.65 it is shut but 8 px thick: the strict score is worse than the
+    # merge, the thinned one is perfect.
+    result = evaluate(probabilities, truth, sweep=True)
+    n = 19 * 19  # two of four n-px cells merged: F = 4n(n-1) / mean(the marginals' pairs)
+    merge = 1 - 4 * n * (n - 1) / ((2 * n * (2 * n - 1) + 2 * n * (n - 1) + 4 * n * (n - 1)) / 2)
+    assert result.rand_error == pytest.approx(merge) == result.rand_error_thinned
+    assert result.best_rand_threshold == RAND_THRESHOLDS[0]
+    assert result.best_rand_error == pytest.approx(merge)
+    assert result.rand_error_thinned_at_best == pytest.approx(merge)
+    assert result.best_rand_threshold_thinned == 0.65
+    assert result.best_rand_error_thinned == 0 and result.vi_thinned_at_best == pytest.approx(0)
+    at_065 = next(row for row in result.sweep if row["threshold"] == 0.65)
+    assert at_065["rand_error"] > 0.3 and at_065["rand_error_thinned"] == 0
+    assert result.per_image[0]["rand_error_thinned"] == result.rand_error_thinned
+
+    card = result.card_metrics()
+    assert card[f"validation adapted Rand error {THINNED}, best threshold (at 0.65)"] == 0
+    assert card[f"validation adapted Rand error {THINNED} at the best Rand threshold (at 0.05)"]
+    assert card["validation adapted Rand error, best threshold (at 0.05)"] == result.best_rand_error
+    thinned = [name for name in card if THINNED in name]
+    assert len(thinned) == 5 and len(card) == len(result.rows())
+    assert f"variation of information {THINNED}" in result.table()
+
+
+def test_without_a_sweep_the_thinned_scores_are_at_the_threshold_only():
+    result = evaluate(thick_membrane().astype(np.float32), two_cells())
+    assert result.rand_error > 0.1 and result.rand_error_thinned == 0
+    assert result.best_rand_error_thinned is None and result.rand_error_thinned_at_best is None
+    assert [name for name, _, _ in result.rows() if THINNED in name] == [
+        f"adapted Rand error {THINNED}",
+        f"variation of information {THINNED}",
+    ]

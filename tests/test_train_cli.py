@@ -54,6 +54,7 @@ def test_training_writes_a_loadable_model_and_a_log(trained):
     out, result = trained
     assert sorted(p.name for p in out.iterdir()) == [
         "README.md",
+        "checkpoint.safetensors",
         "config.json",
         "last",
         "model.safetensors",

@@ -7,6 +7,7 @@ result; a ``UNetHubError`` is shown as one ``error:`` line, never as a traceback
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import shlex
 import sys
@@ -69,6 +70,45 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _max_pixels(text: str) -> int | None:
+    """``--max-pixels``: a pixel count, 0 for no limit (None)."""
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 (no limit) or more")
+    return value or None
+
+
+def _add_max_pixels_option(parser: argparse.ArgumentParser) -> None:
+    from .imaging import DEFAULT_MAX_PIXELS
+
+    parser.add_argument(
+        "--max-pixels",
+        type=_max_pixels,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help="refuse an image (or mask) of more than N pixels, from its header, before "
+        "decoding it; 0 = no limit (Pillow still refuses headers over about 179 megapixels)",
+    )
+
+
+@contextlib.contextmanager
+def _max_pixels_hint():
+    """Say in the error of an image over the pixel limit which flag raises the limit."""
+    from .imaging import PixelLimitError
+
+    try:
+        yield
+    except PixelLimitError as e:
+        raise PixelLimitError(
+            f"{e}, or raise the limit with --max-pixels {e.pixels} (0 = no limit)",
+            e.pixels,
+            e.limit,
+        ) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``unet-hub`` parser with its sub-commands."""
     from .training import TrainConfig
@@ -85,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(predict)
     predict.add_argument("images", nargs="+", type=Path, help="image files to segment")
     predict.add_argument("--out", type=Path, required=True, help="folder for the mask PNGs")
+    _add_max_pixels_option(predict)
     predict.set_defaults(handler=_predict)
 
     evaluate = sub.add_parser(
@@ -112,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="resize images and masks to this square size first, as train's --image-size",
     )
+    _add_max_pixels_option(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
     export = sub.add_parser(
@@ -155,10 +197,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import TrainConfig, train
+    from .training import TrainConfig, resume_config, train
 
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    options = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in options}
+    if args.resume:
+        changed = {k: v for k, v in given.items() if v != options[k]}
+        cfg = resume_config(args.resume, changed)
+    elif args.data is None or args.out is None:
+        print("error: train needs --data and --out (or --resume RUN_DIR)", file=sys.stderr)
+        return 2
+    else:
+        cfg = TrainConfig(**given)
     result = train(cfg, command=_command_line())
     best = result.best
     summary = f"best epoch {result.best_epoch}"
@@ -190,7 +240,9 @@ def _predict(args: argparse.Namespace) -> int:
                 raise UNetHubError(
                     f"{image_path}: the mask would overwrite the image; choose another --out folder"
                 )
-            mask = predict_mask(model, read_image(image_path), args.threshold)
+            with _max_pixels_hint():
+                image = read_image(image_path, max_pixels=args.max_pixels)
+            mask = predict_mask(model, image, args.threshold)
         except UNetHubError as e:  # report and go on with the other images
             print(f"error: {e}", file=sys.stderr)
             failures += 1
@@ -201,8 +253,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .data import find_pairs, select_stems
-    from .evaluation import evaluate_pairs
+    from .data import SegmentationDataset, find_pairs, select_stems
+    from .evaluation import evaluate_model
     from .inference import resolve_device
     from .model import UNet
 
@@ -211,8 +263,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     pairs = find_pairs(args.data)
     if args.slices:
         pairs, _ = select_stems(pairs, args.slices)
-    evaluation = evaluate_pairs(
-        model, pairs, image_size=args.image_size, threshold=args.threshold, tta=args.tta
+    with _max_pixels_hint():  # as evaluation.evaluate_pairs, with the pixel limit
+        data = SegmentationDataset(
+            pairs,
+            n_channels=model.n_channels,
+            n_classes=model.n_classes,
+            image_size=args.image_size,
+            input_scaling=model.config["input_scaling"],
+            max_pixels=args.max_pixels,
+        )
+    evaluation = evaluate_model(
+        model,
+        data.images,
+        data.masks,
+        names=[image.stem for image, _ in pairs],
+        threshold=args.threshold,
+        tta=args.tta,
     )
     print(evaluation.table())
     if args.out is not None:

@@ -12,7 +12,15 @@ import torch
 from torch.utils.data import Dataset
 
 from .errors import DataError
-from .imaging import IMAGE_EXTENSIONS, mask_to_target, read_image, resize, to_model_input
+from .imaging import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    mask_to_target,
+    read_image,
+    read_mask,
+    resize,
+    to_model_input,
+)
 
 #: (image folder, mask folder) names recognised inside a data folder, in order of preference.
 LAYOUTS = (
@@ -133,8 +141,12 @@ def select_stems(pairs: list[Pair], spec: str) -> tuple[list[Pair], list[Pair]]:
 class SegmentationDataset(Dataset):
     """Image/mask pairs, decoded once and kept in memory, served as tensors.
 
-    Every pair is read when the data set is built, so an unreadable file or a size
-    mismatch is reported at once, naming the files, not later inside a worker.
+    Every pair is read when the data set is built, so an unreadable file, a size
+    mismatch or a mask whose values do not fit ``n_classes`` is reported at once, naming
+    the files, not later inside a worker. Masks go through the mask-value policy
+    (``unet_hub.imaging.prepare_mask``) as they are read: a converted mask (anti-aliased,
+    JPEG) gives one ``MaskWarning`` naming the file, once, not every epoch. Images and
+    masks of more than ``max_pixels`` pixels are refused (None: no limit).
     Items are ``(image C×H×W float32 in [0, 1], target)``; see ``mask_to_target``.
 
     With ``weight_map``, each mask's loss weight map is computed once, after resizing,
@@ -153,6 +165,7 @@ class SegmentationDataset(Dataset):
         augment: Augment | None = None,
         input_scaling: str = "dtype",
         weight_map: WeightMap | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
         if not pairs:
             raise DataError("no image/mask pairs to load")
@@ -163,16 +176,12 @@ class SegmentationDataset(Dataset):
         self.masks: list[np.ndarray] = []
         self.weights: list[np.ndarray] | None = [] if weight_map else None
         for image_path, mask_path in pairs:
-            image, mask = read_image(image_path), read_image(mask_path)
+            image = read_image(image_path, max_pixels)
+            mask = read_mask(mask_path, n_classes, max_pixels)
             if image.shape[:2] != mask.shape[:2]:
                 raise DataError(
                     f"{image_path} is {image.shape[1]}×{image.shape[0]} but its mask "
                     f"{mask_path} is {mask.shape[1]}×{mask.shape[0]}; they must match"
-                )
-            if n_classes > 1 and mask.max() >= n_classes:
-                raise DataError(
-                    f"{mask_path} holds class id {int(mask.max())}, but there are only "
-                    f"{n_classes} classes; pass the right number of classes"
                 )
             if image_size:
                 image, mask = resize(image, image_size), resize(mask, image_size, nearest=True)

@@ -1,6 +1,6 @@
 """Segmentation metrics: Dice and IoU accumulated over a data set, and the per-image
 metrics of the ISBI 2012 challenge (pixel error, adapted Rand error, variation of
-information) on binary cell-interior masks."""
+information) on binary cell-interior masks, strict and after border thinning."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from skimage.measure import label
 from skimage.metrics import adapted_rand_error, variation_of_information
+from skimage.segmentation import expand_labels
 
 
 @dataclass
@@ -97,6 +98,47 @@ def adapted_rand(predicted_cells: np.ndarray, true_cells: np.ndarray) -> float:
 
 
 def variation_of_info(predicted_cells: np.ndarray, true_cells: np.ndarray) -> float:
-    """Variation of information H(true|pred) + H(pred|true), in nats; true label 0 (the
-    boundary) is not scored, as in the adapted Rand error."""
+    """Variation of information H(true|pred) + H(pred|true), in bits (scikit-image's
+    log2); true label 0 (the boundary) is not scored, as in the adapted Rand error."""
     return float(np.sum(variation_of_information(true_cells, predicted_cells, ignore_labels=(0,))))
+
+
+def thin_boundaries(cells: np.ndarray) -> np.ndarray:
+    """The cells grown over the predicted boundary: every pixel of label 0 takes the label
+    of the nearest cell (Euclidean distance), so the boundary is thinned to the lines
+    where cells meet. Cells are never merged or split; an image without cells is left as
+    it is.
+
+    This is the "border thinning" of the ISBI 2012 challenge's final scoring
+    (Arganda-Carreras et al. 2015, Front. Neuroanat. 9:142): the strict scores count all
+    predicted boundary pixels as ONE segment, so a merely thick predicted membrane reads as
+    a huge merge, while the truth's boundary is not scored at all.
+    ``skimage.segmentation.expand_labels`` with an unbounded distance does exactly this
+    nearest-cell assignment with one exact Euclidean distance transform, from the
+    thresholded mask alone (like the strict score). A watershed on the distance map would
+    compute the same partition by flooding, up to ties, for more work; a watershed on the
+    probabilities would use evidence the thresholded mask does not have, which makes it a
+    post-processing step of the segmentation rather than a way to score it.
+    """
+    if not cells.any():
+        return cells
+    return expand_labels(cells, distance=np.inf)
+
+
+#: The per-image EM scores ``em_scores`` returns, in this order: the strict ones, on the
+#: 4-connected cells with the predicted boundary as one segment, then the same after
+#: ``thin_boundaries``. These are also the keys of ``unet_hub.evaluation``'s records.
+EM_SCORES = ("rand_error", "vi", "rand_error_thinned", "vi_thinned")
+
+
+def em_scores(predicted: np.ndarray, true_cells: np.ndarray) -> dict[str, float]:
+    """The ``EM_SCORES`` of a boolean cell-interior prediction against the true cell ids."""
+    cells = label_cells(predicted)
+    thinned = thin_boundaries(cells)
+    scores = (
+        adapted_rand(cells, true_cells),
+        variation_of_info(cells, true_cells),
+        adapted_rand(thinned, true_cells),
+        variation_of_info(thinned, true_cells),
+    )
+    return dict(zip(EM_SCORES, scores, strict=True))

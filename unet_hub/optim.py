@@ -91,6 +91,14 @@ class LRSchedule:
         if self.plateau is not None:
             self.plateau.step(score)
 
+    def state_dict(self) -> dict:
+        """What a checkpoint needs to continue the schedule (JSON-able)."""
+        return {"plateau": self.plateau.state_dict() if self.plateau is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.plateau is not None and state.get("plateau"):
+            self.plateau.load_state_dict(state["plateau"])
+
 
 def describe_schedule(name: str) -> str:
     return {

@@ -11,23 +11,37 @@ learning-rate schedules, and a wall-clock budget (``--max-minutes``).
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import csv
 import functools
+import math
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
+from accelerate.utils import broadcast_object_list, gather_object
 from huggingface_hub import CommitInfo
 from torch.utils.data import DataLoader, RandomSampler
 from tqdm.auto import tqdm
 
 from .augment import AUGMENT_MODES, AugmentParams, build_augment, describe_augment
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    fault_point,
+    read_checkpoint,
+    remove_stale_temporaries,
+    restore,
+    save_checkpoint,
+)
 from .data import SegmentationDataset, find_pairs, select_stems, split_validation
-from .errors import DataError, UNetHubError
+from .errors import ConfigError, DataError, UNetHubError
 from .evaluation import Evaluation, Evaluator, evaluate_model
 from .hub import LOG_NAME, HubError, check_push_access, push_model_folder
 from .inference import probabilities_from_logits, resolve_device
@@ -44,7 +58,27 @@ from .optim import (
 from .packaging import save_model_folder
 
 LAST_DIR = "last"
+#: The model as it was when a run was interrupted (Ctrl-C).
+INTERRUPTED_DIR = "interrupted"
+MIXED_PRECISION = ("no", "fp16", "bf16")
+#: Options a resumed run may take anew; the others must stay as the run had them.
+RESUME_MAY_CHANGE = (
+    "epochs",
+    "lr",
+    "max_minutes",
+    "data",
+    "val_data",
+    "num_workers",
+    "device",
+    "mixed_precision",
+    "push_to_hub",
+    "hub_private",
+)
 _PAPER = AugmentParams()  # the --augment paper defaults
+
+
+class TrainingDiverged(UNetHubError):
+    """The training loss became NaN or infinite."""
 
 
 def _opt(default, help: str, **meta):
@@ -58,14 +92,13 @@ class TrainConfig:
     data: str = _opt(
         None,
         "training data folder (images/ + masks/, image/ + label/, "
-        "or Training_Images/ + Training_Labels/)",
-        required=True,
+        "or Training_Images/ + Training_Labels/); required unless --resume",
     )
     out: str = _opt(
         None,
         "output folder: the best model (a save_pretrained folder), "
-        f"{LAST_DIR}/ (the last epoch's model) and {LOG_NAME}",
-        required=True,
+        f"{LAST_DIR}/ (the last epoch's model), {LOG_NAME} and {CHECKPOINT_NAME} "
+        "(to --resume from); required unless --resume",
     )
     val_data: str | None = _opt(None, "separate validation data folder (overrides --val-fraction)")
     val_fraction: float = _opt(
@@ -139,8 +172,8 @@ class TrainConfig:
     n_channels: int = _opt(1, "input channels: 1 = grayscale, 3 = RGB")
     n_classes: int = _opt(
         1,
-        "output classes: 1 = binary mask (any mask value > 0 is "
-        "foreground), more = masks hold class ids",
+        "output classes: 1 = binary mask (0 = background, the other value foreground; "
+        "soft edges are thresholded at half), more = masks hold class ids",
     )
     labels: list[str] | None = _opt(None, "name of each class, e.g. 'cell interior'")
     base_channels: int = _opt(64, "width of the first U-Net level (64 = the classic network)")
@@ -151,6 +184,29 @@ class TrainConfig:
     seed: int = _opt(0, "random seed for weights, shuffling and augmentation")
     device: str = _opt("auto", "'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1'...")
     num_workers: int = _opt(0, "DataLoader worker processes")
+    mixed_precision: str = _opt(
+        "no",
+        "autocast precision: no (fp32), fp16 (CUDA only) or bf16 (CUDA, and CPUs; fast only "
+        "on CPUs with native bf16)",
+        choices=MIXED_PRECISION,
+    )
+    grad_accum: int = _opt(
+        1,
+        "accumulate the gradients of N batches per optimisation step "
+        "(effective batch = --batch-size × N × processes)",
+    )
+    sync_bn: bool = _opt(
+        False,
+        "synchronise BatchNorm statistics across processes (SyncBatchNorm; PyTorch supports "
+        "it on GPUs only)",
+    )
+    resume: str | None = _opt(
+        None,
+        "continue the run in this folder (an earlier --out) from its last checkpoint, with "
+        "its saved options; only "
+        + ", ".join("--" + o.replace("_", "-") for o in RESUME_MAY_CHANGE)
+        + " may be given again",
+    )
     push_to_hub: str | None = _opt(
         None,
         "after training, publish the best model to this Hugging Face Hub repo (user/name); "
@@ -225,6 +281,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _seed_epoch(seed: int, epoch: int, rank: int, generator: torch.Generator) -> None:
+    """Seed one epoch on one process: the sample order (shared by all processes) and the
+    augmentation (each process its own). Every epoch's randomness then depends only on
+    (seed, epoch, process), so a run resumed at an epoch boundary replays exactly."""
+    generator.manual_seed(_derived_seed(seed, epoch))
+    torch.manual_seed(_derived_seed(seed, epoch, rank + 1))
+
+
+def _derived_seed(*entropy: int) -> int:
+    return int(np.random.SeedSequence(list(entropy)).generate_state(1, np.uint64)[0])
+
+
 def load_datasets(cfg: TrainConfig) -> tuple[SegmentationDataset, SegmentationDataset | None]:
     """The training set and the validation set (None when there is none)."""
     pairs = find_pairs(cfg.data)
@@ -264,42 +332,49 @@ def load_datasets(cfg: TrainConfig) -> tuple[SegmentationDataset, SegmentationDa
 
 @torch.no_grad()
 def validate(
-    model: UNet, loader: DataLoader, criterion: SegmentationLoss, device: torch.device
+    model: UNet,
+    val_set: SegmentationDataset,
+    criterion: SegmentationLoss,
+    accelerator: Accelerator | None = None,
 ) -> tuple[float, Evaluation]:
     """Mean loss per image and the metrics at the model's threshold (no sweep: cheap
-    enough for every epoch)."""
+    enough for every epoch) over the whole validation set.
+
+    With several processes, process r scores images r, r + W, r + 2W... and the main
+    process gathers them in order, so no image is counted twice or missed; every process
+    gets the result.
+    """
     model.eval()
+    device = next(model.parameters()).device
+    world = accelerator.num_processes if accelerator else 1
+    rank = accelerator.process_index if accelerator else 0
+    main = rank == 0
     evaluator = Evaluator(model.n_classes, model.config["threshold"], model.config["labels"])
-    total, n = torch.zeros((), device=device), 0
-    for batch in loader:
-        x, y, *weights = (t.to(device) for t in batch)
-        logits = model(x)
-        total += criterion(logits, y, *weights) * len(x)
-        n += len(x)
-        probabilities = probabilities_from_logits(logits).cpu().numpy()
-        for p, truth in zip(probabilities, y.cpu().numpy(), strict=True):
+    total = 0.0
+    for start in range(0, len(val_set), world):
+        mine = None
+        if start + rank < len(val_set):
+            x, y, *weights = (t[None].to(device) for t in val_set[start + rank])
+            with accelerator.autocast() if accelerator else contextlib.nullcontext():
+                logits = model(x).float()
+            loss = float(criterion(logits, y, *weights))
+            mine = (loss, probabilities_from_logits(logits)[0].cpu().numpy(), y[0].cpu().numpy())
+        gathered = gather_object([mine]) if world > 1 else [mine]
+        if not main:
+            continue
+        for item in gathered:  # in process order, which is image order
+            if item is None:
+                continue
+            loss, probabilities, truth = item
+            total += loss
             if model.n_classes == 1:
-                evaluator.add(p[0], truth[0] > 0.5)
+                evaluator.add(probabilities[0], truth[0] > 0.5)
             else:
-                evaluator.add(p, truth)
-    return float(total) / max(n, 1), evaluator.result()
-
-
-def _optimisation_step(
-    model: UNet,
-    criterion: SegmentationLoss,
-    optimizer: torch.optim.Optimizer,
-    batch: list[torch.Tensor],
-    device: torch.device,
-) -> torch.Tensor:
-    """One step on a batch (image, target[, weights]); returns the batch's summed loss
-    (a tensor on ``device``, so the loop does not wait for the device every step)."""
-    x, y, *weights = (t.to(device, non_blocking=True) for t in batch)
-    loss = criterion(model(x), y, *weights)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.detach() * len(x)
+                evaluator.add(probabilities, truth)
+    result = [total / len(val_set), evaluator.result()] if main else [None, None]
+    if world > 1:
+        broadcast_object_list(result)
+    return result[0], result[1]
 
 
 def _epoch_stats(
@@ -337,45 +412,115 @@ def _write_log_row(path: Path, stats: EpochStats) -> None:
         writer.writerow({k: "" if v is None else v for k, v in row.items()})
 
 
+def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    """The Accelerate engine for ``cfg``: one process, or one per ``accelerate launch`` /
+    ``torchrun`` worker (DDP: gloo on CPUs, NCCL on GPUs)."""
+    if cfg.mixed_precision not in MIXED_PRECISION:
+        raise ConfigError(f"mixed_precision must be one of {MIXED_PRECISION}")
+    if cfg.grad_accum < 1:
+        raise ConfigError(f"--grad-accum must be 1 or more, got {cfg.grad_accum}")
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {cfg.device}: this machine has no CUDA GPU; use --device cpu")
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device.index)
+    try:
+        return Accelerator(
+            cpu=device.type == "cpu",
+            mixed_precision=cfg.mixed_precision,
+            gradient_accumulation_steps=cfg.grad_accum,
+        )
+    except (ValueError, RuntimeError) as e:
+        raise ConfigError(
+            f"--mixed-precision {cfg.mixed_precision} on {device.type}: {e}"
+        ) from None
+
+
+@dataclass
+class RunState:
+    """How far a run is: what a checkpoint stores besides the tensors."""
+
+    epoch: int = 0  # the last completed epoch
+    samples: int = 0  # training samples seen, over all processes
+    seconds: float = 0.0  # time used, for --max-minutes
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    history: list[EpochStats] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, state: dict) -> RunState:
+        run = cls(**{k: v for k, v in state.items() if k != "history"})
+        run.history = [EpochStats(**h) for h in state["history"]]
+        return run
+
+
 def train(cfg: TrainConfig, command: str | None = None) -> TrainResult:
-    """Train a U-Net as ``cfg`` says; write the best and last models and the log, and
-    publish the best model when ``cfg.push_to_hub`` names a repo."""
-    if cfg.push_to_hub:
+    """Train a U-Net as ``cfg`` says; write the best and last models, the log and a
+    checkpoint each epoch, and publish the best model when ``cfg.push_to_hub`` names a
+    repo. Runs as one process, or as one of several under ``accelerate launch``."""
+    accelerator = make_accelerator(cfg)
+    try:
+        return _train(cfg, accelerator, command)
+    finally:
+        if accelerator.num_processes == 1:
+            # let the next train() in this process choose other Accelerate settings
+            AcceleratorState._reset_state(reset_partial_state=True)
+            GradientState._reset_state()
+
+
+def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> TrainResult:
+    main = accelerator.is_main_process
+    resumed = read_checkpoint(Path(cfg.resume) / CHECKPOINT_NAME) if cfg.resume else None
+    if cfg.push_to_hub and main:
         check_push_access(cfg.push_to_hub)  # a bad token fails now, not after training
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
     train_set, val_set = load_datasets(cfg)
-    sampler = RandomSampler(
-        train_set,
-        num_samples=cfg.samples_per_epoch,
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
+    generator = torch.Generator()
+    sampler = RandomSampler(train_set, num_samples=cfg.samples_per_epoch, generator=generator)
     loader = DataLoader(
         train_set,
         batch_size=cfg.batch_size,
         sampler=sampler,
         num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda",
+        pin_memory=accelerator.device.type == "cuda",
     )
-    val_loader = DataLoader(val_set, batch_size=1) if val_set else None
     model = UNet(
         n_channels=cfg.n_channels,
         n_classes=cfg.n_classes,
         bilinear=cfg.bilinear,
         base_channels=cfg.base_channels,
         labels=cfg.labels,
-    ).to(device)
+    )
+    if cfg.sync_bn:
+        model = _sync_batchnorm(model, accelerator)
     optimizer = build_optimizer(
         cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum
     )
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    net: UNet = accelerator.unwrap_model(model)
+    steps_per_epoch = math.ceil(len(loader) / cfg.grad_accum)
+    samples_per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
     budget = cfg.max_minutes * 60 if cfg.max_minutes else None
-    schedule = LRSchedule(cfg.lr_schedule, optimizer, cfg.epochs * len(loader), budget)
+    schedule = LRSchedule(cfg.lr_schedule, optimizer, cfg.epochs * steps_per_epoch, budget)
+    run = RunState()
+    if resumed is not None:
+        tensors, state = resumed
+        restore(tensors, state, net, optimizer)
+        schedule.load_state_dict(state["schedule"])
+        if cfg.lr != state["config"]["lr"]:  # e.g. going on more gently after a divergence
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr
+        run = RunState.from_dict(state["run"])
     criterion = SegmentationLoss(cfg.loss)
 
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     log_path = out / LOG_NAME
-    log_path.unlink(missing_ok=True)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)
+        log_path.unlink(missing_ok=True)
+        for stats in run.history:  # a resumed run's log, up to its checkpoint
+            _write_log_row(log_path, stats)
     eval_dataset = (
         f"{cfg.val_data or 'held-out block of ' + cfg.data} ({len(val_set)} images)"
         if val_set
@@ -389,75 +534,181 @@ def train(cfg: TrainConfig, command: str | None = None) -> TrainResult:
         "command": command or "",
         "seed": cfg.seed,
     }
-
+    card = {"eval_dataset": eval_dataset}
     selection = "validation Dice" if val_set else "mean training loss"
-    history: list[EpochStats] = []
-    best_score, best_epoch, best_state = -float("inf"), 0, None
+
+    steps = run.samples // samples_per_step
     # with a time budget the number of steps is not known in advance
-    total_steps = None if budget else cfg.epochs * len(loader)
-    progress = tqdm(total=total_steps, unit="step", dynamic_ncols=True)
-    started_run, steps = time.perf_counter(), 0
-    for epoch in range(1, cfg.epochs + 1):
-        started = time.perf_counter()
-        model.train()
-        running, seen = torch.zeros((), device=device), 0
-        out_of_time = False
-        for batch in loader:
-            running += _optimisation_step(model, criterion, optimizer, batch, device)
-            seen += len(batch[0])
-            steps += 1
-            elapsed = time.perf_counter() - started_run
-            schedule.after_step(steps, elapsed)
-            progress.update(1)
-            if budget and elapsed >= budget:
-                out_of_time = True
+    total_steps = None if budget else cfg.epochs * steps_per_epoch
+    progress = tqdm(
+        total=total_steps, initial=steps, unit="step", dynamic_ncols=True, disable=not main
+    )
+    clock = time.perf_counter() - run.seconds  # a resumed run continues its budget
+    epoch = run.epoch
+    try:
+        for epoch in range(run.epoch + 1, cfg.epochs + 1):
+            started = time.perf_counter()
+            _seed_epoch(cfg.seed, epoch, accelerator.process_index, generator)
+            model.train()
+            running = torch.zeros(2, device=accelerator.device)  # summed loss, samples
+            out_of_time = False
+            for x, y, *weights in loader:
+                with accelerator.accumulate(model):
+                    loss = criterion(model(x).float(), y, *weights)
+                    accelerator.backward(loss)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                running += torch.stack([loss.detach() * len(x), running.new_tensor(len(x))])
+                if not accelerator.sync_gradients:
+                    continue
+                steps += 1
+                elapsed = time.perf_counter() - clock
+                schedule.after_step(steps, elapsed)
+                progress.update(1)
+                fault_point("step")
+                if budget and _any_process(accelerator, elapsed >= budget):
+                    out_of_time = True
+                    break
+            loss_sum, seen = accelerator.reduce(running, "sum").tolist()
+            train_loss = loss_sum / seen
+            if not math.isfinite(train_loss):
+                kept = (
+                    f"{out}/ keeps the best model and the checkpoint of epoch {run.epoch}: go "
+                    f"on with a lower learning rate (--resume {out} --lr ...)"
+                    if run.epoch
+                    else "no epoch was complete: start again with a lower --lr"
+                )
+                raise TrainingDiverged(
+                    f"the training loss of epoch {epoch} is {train_loss} (--lr {cfg.lr:g}): "
+                    f"training diverged and nothing of epoch {epoch} was saved; {kept}, or "
+                    "check the data"
+                )
+            run.samples += int(seen)
+
+            val_loss = evaluation = None
+            if val_set is not None:
+                val_loss, evaluation = validate(net, val_set, criterion, accelerator)
+            # Without validation data the best model is the one with the lowest mean loss
+            # over the whole epoch (never a single batch's loss).
+            score = evaluation.mean_dice if evaluation is not None else -train_loss
+            stats = _epoch_stats(epoch, train_loss, val_loss, evaluation, schedule.lr, started)
+            stats.best = score > run.best_score
+            schedule.after_epoch(score)
+            run.history.append(stats)
+            if stats.best:
+                run.best_score, run.best_epoch = score, epoch
+            run.epoch, run.seconds = epoch, time.perf_counter() - clock
+            if out_of_time:
+                card_training["epochs"] = (
+                    f"{epoch} of {cfg.epochs} (stopped by the {cfg.max_minutes:g}-minute budget)"
+                )
+            if main:
+                metrics = {"metrics": _card_metrics(stats), **card}
+                last = {"epoch": epoch, "selected": "the last epoch"}
+                save_model_folder(net, out / LAST_DIR, training=card_training | last, **metrics)
+                if stats.best:
+                    best = {"epoch": epoch, "selected": f"the best epoch by {selection}"}
+                    save_model_folder(net, out, training=card_training | best, **metrics)
+                _write_log_row(log_path, stats)
+                # last: the checkpoint is what says the epoch is complete
+                save_checkpoint(
+                    out / CHECKPOINT_NAME,
+                    net,
+                    optimizer,
+                    {
+                        "config": asdict(cfg),
+                        "schedule": schedule.state_dict(),
+                        "run": asdict(run),
+                    },
+                )
+            accelerator.wait_for_everyone()
+            progress.set_postfix_str(_describe(stats), refresh=True)
+            if out_of_time:
                 break
-        train_loss = float(running) / seen
-
-        val_loss = evaluation = None
-        if val_loader is not None:
-            val_loss, evaluation = validate(model, val_loader, criterion, device)
-        # Without validation data the best model is the one with the lowest mean loss over
-        # the whole epoch (never a single batch's loss).
-        score = evaluation.mean_dice if evaluation is not None else -train_loss
-        stats = _epoch_stats(epoch, train_loss, val_loss, evaluation, schedule.lr, started)
-        stats.best = score > best_score
-        history.append(stats)
-        schedule.after_epoch(score)
-        if out_of_time:
-            card_training["epochs"] = (
-                f"{epoch} of {cfg.epochs} (stopped by the {cfg.max_minutes:g}-minute budget)"
-            )
-
-        metrics = _card_metrics(stats)
-        last = {"epoch": epoch, "selected": "the last epoch"}
-        card = {"metrics": metrics, "eval_dataset": eval_dataset}
-        save_model_folder(model, out / LAST_DIR, training=card_training | last, **card)
-        if stats.best:
-            best_score, best_epoch = score, epoch
-            best_state = copy.deepcopy(model.state_dict())
-            best = {"epoch": epoch, "selected": f"the best epoch by {selection}"}
-            best_card = {"training": card_training | best, **card}
-            save_model_folder(model, out, **best_card)
-        _write_log_row(log_path, stats)
-        progress.set_postfix_str(_describe(stats), refresh=True)
-        if out_of_time:
-            break
+    except KeyboardInterrupt:
+        progress.close()
+        if main:
+            _save_interrupted(net, out, epoch, run, card_training)
+        raise
     progress.close()
-    result = TrainResult(out=out, best_epoch=best_epoch, history=history)
-    if val_set is not None:
-        result.evaluation = _evaluate_best(model, best_state, val_set, out, best_card)
-    if cfg.push_to_hub:
+
+    result = TrainResult(out=out, best_epoch=run.best_epoch, history=run.history)
+    if main and val_set is not None and run.best_epoch:
+        best = {"epoch": run.best_epoch, "selected": f"the best epoch by {selection}"}
+        best_card = {
+            "training": card_training | best,
+            "metrics": _card_metrics(result.best),
+            **card,
+        }
+        result.evaluation = _evaluate_best(out, val_set, best_card)
+    if main and cfg.push_to_hub:
         result.commit = _push(out, cfg)
+    accelerator.wait_for_everyone()
     return result
 
 
-def _evaluate_best(
-    model: UNet, best_state: dict, val_set: SegmentationDataset, out: Path, card: dict
-) -> Evaluation:
-    """Score the best model on the validation set in full (with the threshold sweep,
-    which is too slow for every epoch) and add the scores to its model card."""
-    model.load_state_dict(best_state)
+def _any_process(accelerator: Accelerator, flag: bool) -> bool:
+    """True when ``flag`` is true on any process (so all processes stop together)."""
+    if accelerator.num_processes == 1:
+        return flag
+    return bool(accelerator.reduce(torch.tensor(float(flag), device=accelerator.device), "sum"))
+
+
+def _sync_batchnorm(model: UNet, accelerator: Accelerator) -> UNet:
+    if accelerator.num_processes > 1 and accelerator.device.type == "cpu":
+        raise ConfigError(
+            "--sync-bn: PyTorch's SyncBatchNorm runs on GPUs only; on CPUs drop --sync-bn "
+            "(each process then normalises over its own batch)"
+        )
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def _save_interrupted(net: UNet, out: Path, epoch: int, run: RunState, card_training: dict) -> None:
+    """On Ctrl-C: keep the model as it was and say how to go on."""
+    where = out / INTERRUPTED_DIR
+    note = {"epoch": f"{epoch} (interrupted)", "selected": "the model when training was stopped"}
+    save_model_folder(net, where, training=card_training | note)
+    if run.epoch:
+        how = (
+            f"the best model (epoch {run.best_epoch}) is in {out}/; continue from the end of "
+            f"epoch {run.epoch} with: python train.py --resume {out}"
+        )
+    else:
+        how = "no epoch was complete, so there is no checkpoint to resume from"
+    print(
+        f"\ninterrupted in epoch {epoch}: the model as it was is in {where}/; {how}",
+        file=sys.stderr,
+    )
+
+
+def resume_config(run_dir: str | Path, given: dict[str, Any] | None = None) -> TrainConfig:
+    """The options of the run checkpointed in ``run_dir``, to continue it with ``train``.
+
+    ``given`` are options passed again: those in ``RESUME_MAY_CHANGE`` replace the saved
+    ones; any other that differs from the run's raises ConfigError (a resumed run keeps
+    its recipe).
+    """
+    _, state = read_checkpoint(Path(run_dir) / CHECKPOINT_NAME)
+    saved = state["config"]
+    given = dict(given or {})
+    if given.pop("out", None) not in (None, saved["out"], str(run_dir)):
+        raise ConfigError(f"--out: a resumed run continues in its own folder, {run_dir}")
+    for name, value in given.items():
+        if name not in RESUME_MAY_CHANGE and name != "resume" and saved.get(name) != value:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"{flag} {value} differs from the run in {run_dir} ({flag} {saved.get(name)}); "
+                "a resumed run keeps its settings: drop the option, or start a new run in "
+                "another --out"
+            )
+    changes = {k: v for k, v in given.items() if k in RESUME_MAY_CHANGE}
+    return TrainConfig(**(saved | changes | {"resume": str(run_dir), "out": str(run_dir)}))
+
+
+def _evaluate_best(out: Path, val_set: SegmentationDataset, card: dict) -> Evaluation:
+    """Score the best model (as saved in ``out``) on the validation set in full (with
+    the threshold sweep, too slow for every epoch) and add the scores to its card."""
+    model = UNet.from_pretrained(out)
     evaluation = evaluate_model(
         model, val_set.images, val_set.masks, names=[p[0].stem for p in val_set.pairs]
     )

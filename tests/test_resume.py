@@ -1,0 +1,233 @@
+"""Training survives faults: atomic checkpoints, --resume after SIGKILL (during an epoch
+and during a checkpoint save), Ctrl-C, a diverging loss, and a full disk."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import ROOT
+from unet_hub import UNet
+from unet_hub.checkpoint import (
+    CHECKPOINT_NAME,
+    KILL_ENV,
+    CheckpointError,
+    read_checkpoint,
+    restore,
+    save_checkpoint,
+)
+from unet_hub.optim import build_optimizer
+
+DATA = ROOT / "examples" / "isbi2012" / "train"
+EPOCHS = 4
+#: 4 pairs, one held out: 3 steps of batch 1 per epoch
+STEPS_PER_EPOCH = 3
+TINY = [
+    "--data", str(DATA), "--image-size", "64", "--base-channels", "4", "--val-fraction",
+    "0.25", "--optimizer", "adamw", "--lr", "1e-3", "--lr-schedule", "cosine",
+    "--augment", "paper",
+]  # fmt: skip
+
+
+def train_py(*args: str, env: dict | None = None, timeout: float = 300):
+    return subprocess.run(
+        [sys.executable, "train.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def log_rows(out: Path) -> list[dict]:
+    with (out / "training_log.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Same validation metrics every epoch and the same final weights."""
+    rows_a, rows_b = log_rows(a), log_rows(b)
+    assert [r["epoch"] for r in rows_a] == [r["epoch"] for r in rows_b]
+    for ra, rb in zip(rows_a, rows_b, strict=True):
+        for key in ("train_loss", "val_loss", "val_dice", "lr"):
+            assert float(ra[key]) == pytest.approx(float(rb[key]), rel=1e-5, abs=1e-7), key
+    for name in ("model.safetensors", "last/model.safetensors"):
+        wa, wb = load_file(a / name), load_file(b / name)
+        for key in wa:
+            torch.testing.assert_close(wa[key], wb[key], rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("full") / "run"
+    result = train_py(*TINY, "--epochs", str(EPOCHS), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_each_epoch_ends_with_a_checkpoint_of_everything(uninterrupted):
+    tensors, state = read_checkpoint(uninterrupted / CHECKPOINT_NAME)
+    assert state["run"]["epoch"] == EPOCHS
+    assert len(state["run"]["history"]) == EPOCHS
+    assert state["config"]["lr"] == 1e-3 and state["config"]["augment"] == "paper"
+    assert any(k.startswith("model/") for k in tensors)
+    # AdamW's moments for every parameter
+    assert sum(k.endswith("/exp_avg_sq") for k in tensors) == len(
+        list(UNet(base_channels=4).parameters())
+    )
+    # the checkpoint's model is the last epoch's
+    last = load_file(uninterrupted / "last" / "model.safetensors")
+    for key, value in last.items():
+        assert torch.equal(tensors["model/" + key], value)
+
+
+@pytest.mark.parametrize(
+    "kill_at",
+    [
+        f"step:{random.randint(STEPS_PER_EPOCH + 1, 3 * STEPS_PER_EPOCH)}",  # during epoch 2-3
+        "checkpoint-write:2",  # half of epoch 2's checkpoint on disk
+        "checkpoint-rename:3",  # epoch 3's checkpoint synced, not yet renamed
+    ],
+)
+def test_sigkill_then_resume_finishes_like_an_uninterrupted_run(tmp_path, uninterrupted, kill_at):
+    out = tmp_path / "run"
+    killed = train_py(*TINY, "--epochs", str(EPOCHS), "--out", str(out), env={KILL_ENV: kill_at})
+    assert killed.returncode == -signal.SIGKILL, (kill_at, killed.stderr[-2000:])
+    _, state = read_checkpoint(out / CHECKPOINT_NAME)  # the last complete one
+    assert 1 <= state["run"]["epoch"] < EPOCHS
+
+    resumed = train_py("--resume", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert not list(out.glob(".*.tmp-*")), "a half-written checkpoint was left behind"
+    assert_same_run(uninterrupted, out)
+
+
+def test_resume_keeps_the_runs_settings(tmp_path, uninterrupted):
+    # a finished run resumed with more epochs goes on
+    out = tmp_path / "more"
+    first = train_py(*TINY, "--epochs", "1", "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    conflict = train_py("--resume", str(out), "--lr", "0.5", "--base-channels", "8")
+    assert conflict.returncode == 2
+    assert "--base-channels 8 differs from the run" in conflict.stderr
+    assert "Traceback" not in conflict.stderr
+    more = train_py("--resume", str(out), "--epochs", "2")
+    assert more.returncode == 0, more.stderr
+    assert [r["epoch"] for r in log_rows(out)] == ["1", "2"]
+    missing = train_py("--resume", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "nothing to resume" in missing.stderr
+
+
+def test_ctrl_c_saves_the_model_and_says_how_to_resume(tmp_path, uninterrupted):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", *TINY, "--epochs", "200", "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 240
+    while not (out / CHECKPOINT_NAME).exists():  # wait for a complete epoch
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint written"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert f"--resume {out}" in stderr
+    interrupted = UNet.from_pretrained(out / "interrupted")
+    assert interrupted.config["base_channels"] == 4
+    resumed = train_py("--resume", str(out), "--epochs", "3")
+    assert resumed.returncode == 0, resumed.stderr
+
+
+def test_a_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    good = train_py(*TINY, "--epochs", "1", "--out", str(out))
+    assert good.returncode == 0, good.stderr
+    before = (out / CHECKPOINT_NAME).read_bytes()
+    diverged = train_py("--resume", str(out), "--epochs", "3", "--lr", "1e30")
+    assert diverged.returncode == 2, diverged.stderr
+    assert "training diverged" in diverged.stderr
+    assert "checkpoint of epoch 1" in diverged.stderr and "Traceback" not in diverged.stderr
+    assert (out / CHECKPOINT_NAME).read_bytes() == before
+    assert len(log_rows(out)) == 1
+
+
+def test_checkpoint_round_trip_restores_model_and_optimizer(tmp_path):
+    torch.manual_seed(0)
+    model = UNet(base_channels=4)
+    optimizer = build_optimizer("adamw", model.parameters(), 1e-3, 1e-4, None)
+    model(torch.rand(2, 1, 32, 32)).mean().backward()
+    optimizer.step()
+    path = save_checkpoint(tmp_path / CHECKPOINT_NAME, model, optimizer, {"run": {"epoch": 7}})
+
+    fresh = UNet(base_channels=4)
+    fresh_optimizer = build_optimizer("adamw", fresh.parameters(), 1e-3, 1e-4, None)
+    tensors, state = read_checkpoint(path)
+    restore(tensors, state, fresh, fresh_optimizer)
+    assert state["run"] == {"epoch": 7}
+    for a, b in zip(model.state_dict().values(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    saved, loaded = optimizer.state_dict(), fresh_optimizer.state_dict()
+    # JSON keeps tuples (Adam's betas) as lists
+    assert json.loads(json.dumps(saved["param_groups"])) == loaded["param_groups"]
+    for index, values in saved["state"].items():
+        for key, value in values.items():
+            assert torch.equal(value, loaded["state"][index][key]), key
+
+
+@pytest.mark.parametrize(
+    "damage", [b"", b"not a checkpoint", b"\xff" * 8 + b"{}", b"PK\x03\x04 zip bytes"]
+)
+def test_a_damaged_checkpoint_is_a_clear_error(tmp_path, damage):
+    path = tmp_path / CHECKPOINT_NAME
+    path.write_bytes(damage)
+    with pytest.raises(CheckpointError, match="not a readable unet-hub checkpoint"):
+        read_checkpoint(path)
+
+
+def test_a_full_disk_leaves_the_previous_checkpoint_intact(tmp_path):
+    """A real write failure: the file-size limit (ulimit -f) makes write() fail with
+    EFBIG half way through the new checkpoint, as a full disk fails with ENOSPC."""
+    script = textwrap.dedent(
+        f"""
+        import resource, torch
+        from unet_hub import UNet
+        from unet_hub.checkpoint import CheckpointError, save_checkpoint
+        from unet_hub.optim import build_optimizer
+        model = UNet(base_channels=4)
+        opt = build_optimizer("rmsprop", model.parameters(), 1e-3, 0, None)
+        path = save_checkpoint({str(tmp_path / CHECKPOINT_NAME)!r}, model, opt, {{"n": 1}})
+        size = path.stat().st_size
+        torch.nn.init.constant_(model.outc.weight, 1.0)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size // 3, resource.RLIM_INFINITY))
+        try:
+            save_checkpoint(path, model, opt, {{"n": 2}})
+        except CheckpointError as e:
+            print(e)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "file size limit" in result.stdout and "previous checkpoint is intact" in result.stdout
+    tensors, state = read_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert state["n"] == 1
+    assert not torch.all(tensors["model/outc.weight"] == 1.0)
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_NAME]
