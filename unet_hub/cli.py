@@ -210,6 +210,8 @@ def _train(args: argparse.Namespace) -> int:
     else:
         cfg = TrainConfig(**given)
     result = train(cfg, command=_command_line())
+    if not result.main:
+        return 0  # the main process reports for all
     best = result.best
     summary = f"best epoch {result.best_epoch}"
     if best.val_dice is not None:

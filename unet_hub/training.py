@@ -266,6 +266,8 @@ class TrainResult:
     out: Path
     best_epoch: int
     history: list[EpochStats]
+    model: UNet | None = None  # the model as the last epoch left it (on every process)
+    main: bool = True  # False on the other processes of a multi-process run
     commit: CommitInfo | None = None  # the Hub commit, with --push-to-hub
     evaluation: Evaluation | None = None  # the best model on the validation set, in full
 
@@ -362,15 +364,16 @@ def validate(
         gathered = gather_object([mine]) if world > 1 else [mine]
         if not main:
             continue
-        for item in gathered:  # in process order, which is image order
+        for index, item in enumerate(gathered, start):  # process order = image order
             if item is None:
                 continue
             loss, probabilities, truth = item
             total += loss
+            name = val_set.pairs[index][0].stem
             if model.n_classes == 1:
-                evaluator.add(probabilities[0], truth[0] > 0.5)
+                evaluator.add(probabilities[0], truth[0] > 0.5, name=name)
             else:
-                evaluator.add(probabilities, truth)
+                evaluator.add(probabilities, truth, name=name)
     result = [total / len(val_set), evaluator.result()] if main else [None, None]
     if world > 1:
         broadcast_object_list(result)
@@ -632,7 +635,9 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
         raise
     progress.close()
 
-    result = TrainResult(out=out, best_epoch=run.best_epoch, history=run.history)
+    result = TrainResult(
+        out=out, best_epoch=run.best_epoch, history=run.history, model=net, main=main
+    )
     if main and val_set is not None and run.best_epoch:
         best = {"epoch": run.best_epoch, "selected": f"the best epoch by {selection}"}
         best_card = {

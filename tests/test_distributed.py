@@ -1,0 +1,199 @@
+"""Multi-process training on Accelerate (DDP, gloo on CPU), checked against one process."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import ROOT, SAMPLE, _free_port
+from unet_hub import UNet
+from unet_hub.checkpoint import CHECKPOINT_NAME, read_checkpoint
+
+BIN = Path(sys.executable).parent
+TINY = [
+    "--image-size", "64", "--base-channels", "4", "--batch-size", "1", "--augment", "none",
+    "--val-fraction", "0.375", "--device", "cpu", "--optimizer", "adamw", "--lr", "1e-2",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """8 pairs (128² crops of the shipped sample): 5 to train on, 3 to validate."""
+    root = tmp_path_factory.mktemp("data")
+    for sub in ("images", "masks"):
+        (root / sub).mkdir()
+    pairs = sorted((SAMPLE / "train" / "images").glob("*.png"))
+    for n in range(8):
+        image_path = pairs[n % len(pairs)]
+        image = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
+        mask = cv2.imread(str(SAMPLE / "train" / "masks" / image_path.name), cv2.IMREAD_UNCHANGED)
+        top = 128 * (n // len(pairs))
+        cv2.imwrite(str(root / "images" / f"{n:02d}.png"), image[top : top + 128, :128])
+        cv2.imwrite(str(root / "masks" / f"{n:02d}.png"), mask[top : top + 128, :128])
+    return root
+
+
+def launch(launcher: list[str], dump: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [*launcher, str(ROOT / "tests" / "rank_train.py"), str(dump), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def torchrun() -> list[str]:
+    return [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(_free_port())]
+
+
+def accelerate_launch() -> list[str]:
+    # accelerate's --multi_gpu launcher is torchrun underneath; it starts CPU processes too
+    return [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+            "--main_process_port", str(_free_port())]  # fmt: skip
+
+
+ONE = [sys.executable]
+
+
+def log(out: Path) -> list[dict]:
+    with (out / "training_log.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("launcher", [torchrun, accelerate_launch])
+def test_two_processes_step_like_one_process_on_the_union_of_their_shards(tmp_path, data, launcher):
+    # one synchronised step: 2 samples per epoch, one per process ...
+    two = tmp_path / "two"
+    launch(launcher(), two / "dump", "--data", str(data), "--out", str(two / "out"),
+           "--epochs", "1", "--samples-per-epoch", "2", *TINY)  # fmt: skip
+    # ... against one process accumulating the same 2 samples into one step
+    one = tmp_path / "one"
+    launch(ONE, one / "dump", "--data", str(data), "--out", str(one / "out"),
+           "--epochs", "1", "--samples-per-epoch", "2", "--grad-accum", "2", *TINY)  # fmt: skip
+
+    rank0, rank1 = (load_file(two / "dump" / f"rank{r}.safetensors") for r in (0, 1))
+    single = load_file(one / "dump" / "rank0.safetensors")
+    # The trainable weights. BatchNorm's running statistics are buffers: each process
+    # updates its own from its shard, and DDP copies rank 0's to the others at the next
+    # forward pass (only SyncBatchNorm, on GPUs, would pool them).
+    weights = [k for k in rank0 if "running_" not in k and "num_batches" not in k]
+    assert len(weights) == len(list(UNet(base_channels=4).parameters()))
+    for key in weights:
+        assert torch.equal(rank0[key], rank1[key]), f"{key} differs across ranks"
+        torch.testing.assert_close(rank0[key], single[key], rtol=0, atol=1e-6, msg=key)
+    # exactly one optimisation step in both runs (AdamW counts them)
+    for out in (two / "out", one / "out"):
+        tensors, _ = read_checkpoint(out / CHECKPOINT_NAME)
+        assert float(tensors["optimizer/0/step"]) == 1.0
+
+    # one log and one checkpoint, written once, by the main process
+    (row,) = log(two / "out")
+    assert sorted(p.name for p in (two / "out").iterdir()) == sorted(
+        p.name for p in (one / "out").iterdir()
+    )
+    card = (two / "out" / "README.md").read_text()
+    assert "(3 images)" in card
+
+
+def test_validation_gathered_across_processes_equals_one_process(tmp_path, data):
+    """5 images on 2 processes (3 + 2): each scored once, in order, as by one process."""
+    model = tmp_path / "model"
+    UNet(base_channels=4).save_pretrained(model)
+    val = tmp_path / "val"
+    shutil.copytree(data, val)
+    for n in range(5, 8):
+        for sub in ("images", "masks"):
+            (val / sub / f"{n:02d}.png").unlink()
+    script = str(ROOT / "tests" / "rank_validate.py")
+    results = []
+    for launcher in (torchrun(), [sys.executable]):
+        out = tmp_path / f"{len(launcher)}.json"
+        subprocess.run(
+            [*launcher, script, str(model), str(val), str(out)],
+            cwd=ROOT, check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+        results.append(json.loads(out.read_text()))
+    two, one = results
+    assert two["evaluation"]["n_images"] == 5
+    assert [r["name"] for r in two["evaluation"]["per_image"]] == [
+        r["name"] for r in one["evaluation"]["per_image"]
+    ]
+    assert two == one
+
+
+def test_resume_with_another_number_of_processes(tmp_path, data):
+    out = tmp_path / "out"
+    launch(torchrun(), tmp_path / "dump", "--data", str(data), "--out", str(out),
+           "--epochs", "1", *TINY)  # fmt: skip
+    resumed = subprocess.run(
+        [sys.executable, "train.py", "--resume", str(out), "--epochs", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["epoch"] for r in log(out)] == ["1", "2"]
+    shutil.rmtree(tmp_path / "dump")
+
+
+def test_sync_bn_on_cpu_processes_is_a_clear_error(tmp_path, data):
+    result = subprocess.run(
+        [
+            *torchrun(),
+            "train.py",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "o"),
+            "--sync-bn",
+            *TINY,
+        ],  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert "SyncBatchNorm runs on GPUs only" in result.stderr
+    assert not (tmp_path / "o" / "checkpoint.safetensors").exists()
+
+
+@pytest.mark.parametrize("precision", ["bf16"])
+def test_mixed_precision_on_cpu_trains(tmp_path, data, precision):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "o"),
+            "--epochs",
+            "1",
+            "--mixed-precision",
+            precision,
+            *TINY,
+        ],  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert float(log(tmp_path / "o")[0]["train_loss"]) > 0
