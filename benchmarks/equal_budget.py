@@ -47,6 +47,7 @@ COLUMNS = (
     ("Rand error @0.5", "rand_error", "{:.4f}"),
     ("Rand error @best", "best_rand_error", "{:.4f}"),
     ("best threshold", "best_rand_threshold", "{:.2f}"),
+    ("Rand error @best, thinned borders", "rand_error_thinned_at_best", "{:.4f}"),
     ("Dice", "dice", "{:.4f}"),
 )
 
@@ -70,9 +71,11 @@ def run_recipe(name: str, args: argparse.Namespace) -> dict:
     cfg = TrainConfig(**{k: v for k, v in parsed.items() if k in TrainConfig.__dataclass_fields__})
     command = shlex.join(["train.py", *options])
     print(f"\n== {name}: {command}", flush=True)
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     result = train(cfg, command=command)
     seconds = time.perf_counter() - started
+    load_after = os.getloadavg()[0]
     pairs, _ = select_stems(find_pairs(args.data), VAL_SLICES)
     evaluation = evaluate_pairs(UNet.from_pretrained(out), pairs, tta=args.tta)
     print(evaluation.table(), flush=True)
@@ -86,6 +89,9 @@ def run_recipe(name: str, args: argparse.Namespace) -> dict:
         **{key: getattr(evaluation, key) for _, key, _ in COLUMNS if key != "dice"},
         "dice": evaluation.mean_dice,
         "vi": evaluation.vi,
+        # the machine's 1-minute load average before and after: both recipes should see
+        # the same (about 2 = the two cores busy with this run alone)
+        "load_average": [round(load_before, 2), round(load_after, 2)],
     }
     return row
 

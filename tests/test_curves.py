@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT
-from unet_hub.curves import PNG_NAME, PlotError, plot_training_curve
+from unet_hub.curves import PlotError, plot_training_curve
 from unet_hub.errors import UNetHubError
-from unet_hub.hub import LOG_NAME
+from unet_hub.hub import CURVE_NAME, LOG_NAME
 from unet_hub.training import EpochStats, _write_log_row
 
 #: matplotlib's default colours of the curves: training loss, validation loss, Dice, best.
@@ -101,8 +101,8 @@ def test_the_module_draws_a_run_folder_and_reports_errors_in_one_line(tmp_path):
     write_log(run)
     result = run_module(str(run))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str(run / PNG_NAME)
-    assert Image.open(run / PNG_NAME).size == (800, 400)
+    assert result.stdout.strip() == str(run / CURVE_NAME)
+    assert Image.open(run / CURVE_NAME).size == (800, 400)
     out = tmp_path / "elsewhere.png"
     assert run_module(str(run / LOG_NAME), "--out", str(out)).returncode == 0 and out.is_file()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import ROOT
 from unet_hub import UNet, predict_mask, read_image
+from unet_hub.data import find_pairs
+from unet_hub.evaluation import evaluate_pairs
 from unet_hub.optim import PLATEAU_FACTOR, PLATEAU_PATIENCE, LRSchedule, build_optimizer
 from unet_hub.training import TrainConfig, train
 
@@ -297,3 +301,36 @@ def test_learning_rate_schedules():
     for _ in range(PLATEAU_PATIENCE + 2):
         plateau.after_epoch(0.5)
     assert plateau.lr == pytest.approx(PLATEAU_FACTOR)
+
+
+def test_select_threshold_card_note_and_training_curve(tmp_path, sample_data):
+    """--select-threshold stores the best-Rand threshold of the validation data; the card
+    carries the note, the threshold's origin and the training curve."""
+    note = "Mask 255 = cell interior, 0 = membrane."
+    cfg = TrainConfig(
+        data=str(sample_data),
+        out=str(tmp_path / "m"),
+        epochs=3,
+        image_size=64,
+        base_channels=4,
+        val_slices="03",
+        optimizer="adamw",
+        lr=1e-2,
+        select_threshold=True,
+        card_note=[note],
+    )
+    result = train(cfg)
+    model = UNet.from_pretrained(tmp_path / "m")
+    # found again, independently, on the held-out slice at the training threshold
+    model.config["threshold"] = 0.5
+    pairs = [p for p in find_pairs(sample_data) if p[0].stem == "03"]
+    again = evaluate_pairs(model, pairs, image_size=64)
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert saved["threshold"] == again.best_rand_threshold == result.evaluation.threshold
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert note in card
+    assert "![Training loss and validation Dice per epoch](training_curve.png)" in card
+    assert Image.open(tmp_path / "m" / "training_curve.png").size == (800, 400)
+    if saved["threshold"] != 0.5:
+        assert "lowest validation adapted Rand error" in card
+        assert "pixel error (1 - accuracy) (at 0.50)" in card

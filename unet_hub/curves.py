@@ -17,13 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UNetHubError
-from .hub import LOG_NAME
+from .hub import CURVE_NAME, LOG_NAME
 
 #: The PNG's size: FIGSIZE inches at DPI, i.e. 800×400 pixels.
 FIGSIZE = (8.0, 4.0)
 DPI = 100
-#: The file name ``python -m unet_hub.curves`` writes next to the log without ``--out``.
-PNG_NAME = "training_curve.png"
 #: Columns of the log that the curve needs (training writes more).
 COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "best")
 
@@ -163,12 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("run", type=Path, help=f"a run folder (holding {LOG_NAME}) or the CSV")
     parser.add_argument(
-        "--out", type=Path, default=None, help=f"the PNG to write (default: {PNG_NAME} beside it)"
+        "--out", type=Path, default=None, help=f"the PNG to write (default: {CURVE_NAME} beside it)"
     )
     args = parser.parse_args(argv)
     log_csv = _log_path(args.run)
     try:
-        png = plot_training_curve(log_csv, args.out or log_csv.parent / PNG_NAME)
+        png = plot_training_curve(log_csv, args.out or log_csv.parent / CURVE_NAME)
     except UNetHubError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

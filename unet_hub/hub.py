@@ -3,7 +3,8 @@ folder, and turning the Hub client's errors into one-line messages that say what
 
 A published unet-hub repo holds exactly ``PUBLISHED_FILES``: ``config.json``,
 ``model.safetensors``, the model card ``README.md`` and, when training wrote one,
-``training_log.csv`` (plus the ``.gitattributes`` the Hub creates).
+``training_log.csv`` and its plot ``training_curve.png`` (plus the ``.gitattributes``
+the Hub creates).
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ CONFIG_NAME = constants.CONFIG_NAME
 WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE
 #: The per-epoch training log that ``unet_hub.training`` writes beside the best model.
 LOG_NAME = "training_log.csv"
-PUBLISHED_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, LOG_NAME)
+CURVE_NAME = "training_curve.png"
+#: Published when a model folder has them: the training log and its curve.
+OPTIONAL_FILES = (LOG_NAME, CURVE_NAME)
+PUBLISHED_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, *OPTIONAL_FILES)
 #: Where the model card keeps its training facts in its YAML metadata (see model_card.md).
 CARD_FACTS_KEY = "unet_hub"
 #: Errors of the Hub client that ``hub_error_message`` explains.
@@ -206,10 +210,11 @@ def _operations(
         CommitOperationAdd(CONFIG_NAME, str(folder / CONFIG_NAME)),
         CommitOperationAdd(WEIGHTS_NAME, str(folder / WEIGHTS_NAME)),
     ]
-    if (folder / LOG_NAME).is_file():
-        operations.append(CommitOperationAdd(LOG_NAME, str(folder / LOG_NAME)))
-    elif api.file_exists(repo_id, LOG_NAME, revision=revision):
-        operations.append(CommitOperationDelete(LOG_NAME))
+    for name in OPTIONAL_FILES:  # published when the folder has them, else removed
+        if (folder / name).is_file():
+            operations.append(CommitOperationAdd(name, str(folder / name)))
+        elif api.file_exists(repo_id, name, revision=revision):
+            operations.append(CommitOperationDelete(name))
     return operations
 
 

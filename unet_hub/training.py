@@ -43,7 +43,7 @@ from .checkpoint import (
 from .data import SegmentationDataset, find_pairs, select_stems, split_validation
 from .errors import ConfigError, DataError, UNetHubError
 from .evaluation import Evaluation, Evaluator, evaluate_model
-from .hub import LOG_NAME, HubError, check_push_access, push_model_folder
+from .hub import CURVE_NAME, LOG_NAME, HubError, check_push_access, push_model_folder
 from .inference import probabilities_from_logits, resolve_device
 from .losses import LOSSES, SIGMA, W0, SegmentationLoss, describe_loss, unet_weight_map
 from .model import UNet
@@ -73,6 +73,8 @@ RESUME_MAY_CHANGE = (
     "mixed_precision",
     "push_to_hub",
     "hub_private",
+    "select_threshold",
+    "card_note",
 )
 _PAPER = AugmentParams()  # the --augment paper defaults
 
@@ -176,6 +178,17 @@ class TrainConfig:
         "soft edges are thresholded at half), more = masks hold class ids",
     )
     labels: list[str] | None = _opt(None, "name of each class, e.g. 'cell interior'")
+    select_threshold: bool = _opt(
+        False,
+        "after training, make the threshold with the lowest validation adapted Rand error "
+        "(cells as 4-connected components: for touching objects, as in EM) the model's "
+        "recommended threshold, which the app and `unet-hub predict` use",
+    )
+    card_note: list[str] | None = _opt(
+        None,
+        "sentences for the model card, e.g. what the mask values mean: 'mask 255 = cell "
+        "interior, 0 = membrane'",
+    )
     base_channels: int = _opt(64, "width of the first U-Net level (64 = the classic network)")
     bilinear: bool = _opt(True, "bilinear up-sampling (else transposed convolutions)")
     flip: bool = _opt(
@@ -449,6 +462,7 @@ class RunState:
     best_score: float = -math.inf
     best_epoch: int = 0
     history: list[EpochStats] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)  # every invocation, resumes included
 
     @classmethod
     def from_dict(cls, state: dict) -> RunState:
@@ -514,6 +528,7 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr
         run = RunState.from_dict(state["run"])
+    run.commands.append(command or "")
     criterion = SegmentationLoss(cfg.loss)
 
     out = Path(cfg.out)
@@ -534,8 +549,9 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
         "val": eval_dataset if val_set else None,
         "recipe": cfg.recipe(),
         "epochs": cfg.epochs,
-        "command": command or "",
+        "command": " ; then: ".join(c for c in run.commands if c),
         "seed": cfg.seed,
+        "notes": cfg.card_note or [],
     }
     card = {"eval_dataset": eval_dataset}
     selection = "validation Dice" if val_set else "mean training loss"
@@ -548,8 +564,10 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
     )
     clock = time.perf_counter() - run.seconds  # a resumed run continues its budget
     epoch = run.epoch
+    # a run resumed after its time budget was used up trains no further
+    last_epoch = run.epoch if budget and run.seconds >= budget else cfg.epochs
     try:
-        for epoch in range(run.epoch + 1, cfg.epochs + 1):
+        for epoch in range(run.epoch + 1, last_epoch + 1):
             started = time.perf_counter()
             _seed_epoch(cfg.seed, epoch, accelerator.process_index, generator)
             model.train()
@@ -638,6 +656,8 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
     result = TrainResult(
         out=out, best_epoch=run.best_epoch, history=run.history, model=net, main=main
     )
+    if main and _plot_curve(log_path):
+        card_training["curve"] = CURVE_NAME
     if main and val_set is not None and run.best_epoch:
         best = {"epoch": run.best_epoch, "selected": f"the best epoch by {selection}"}
         best_card = {
@@ -645,11 +665,22 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
             "metrics": _card_metrics(result.best),
             **card,
         }
-        result.evaluation = _evaluate_best(out, val_set, best_card)
+        result.evaluation = _evaluate_best(out, val_set, best_card, cfg.select_threshold)
     if main and cfg.push_to_hub:
         result.commit = _push(out, cfg)
     accelerator.wait_for_everyone()
     return result
+
+
+def _plot_curve(log_path: Path) -> bool:
+    """Draw the training curve next to the log, when matplotlib is installed."""
+    from .curves import PlotError, plot_training_curve
+
+    try:
+        plot_training_curve(log_path, log_path.with_name(CURVE_NAME))
+    except PlotError:
+        return False  # no matplotlib (the `plot` extra): the log is still there
+    return True
 
 
 def _any_process(accelerator: Accelerator, flag: bool) -> bool:
@@ -710,15 +741,32 @@ def resume_config(run_dir: str | Path, given: dict[str, Any] | None = None) -> T
     return TrainConfig(**(saved | changes | {"resume": str(run_dir), "out": str(run_dir)}))
 
 
-def _evaluate_best(out: Path, val_set: SegmentationDataset, card: dict) -> Evaluation:
+def _evaluate_best(
+    out: Path, val_set: SegmentationDataset, card: dict, select_threshold: bool = False
+) -> Evaluation:
     """Score the best model (as saved in ``out``) on the validation set in full (with
-    the threshold sweep, too slow for every epoch) and add the scores to its card."""
+    the threshold sweep, too slow for every epoch) and add the scores to its card; with
+    ``select_threshold``, first make the best-Rand threshold the model's own."""
     model = UNet.from_pretrained(out)
-    evaluation = evaluate_model(
-        model, val_set.images, val_set.masks, names=[p[0].stem for p in val_set.pairs]
-    )
-    card["metrics"] = card["metrics"] | evaluation.card_metrics(overlap=False)
-    save_model_folder(model, out, **card)
+    names = [p[0].stem for p in val_set.pairs]
+    evaluation = evaluate_model(model, val_set.images, val_set.masks, names=names)
+    metrics = card["metrics"] | evaluation.card_metrics(overlap=False)
+    best, trained_at = evaluation.best_rand_threshold, model.config["threshold"]
+    if select_threshold and best is not None and best != trained_at:
+        # the card then reports everything at the new threshold, and the pixel error
+        # also at the one the model was trained and selected with
+        before = evaluation
+        model.config["threshold"] = best
+        evaluation = evaluate_model(model, val_set.images, val_set.masks, names=names)
+        metrics = evaluation.card_metrics() | {
+            f"{name} (at {trained_at:.2f})": value
+            for name, value in before.card_metrics(overlap=False).items()
+            if name.startswith("validation pixel error")
+        }
+        card["training"] = card["training"] | {
+            "threshold": f"{best:g}, the lowest validation adapted Rand error (--select-threshold)"
+        }
+    save_model_folder(model, out, **card | {"metrics": metrics})
     return evaluation
 
 
