@@ -176,3 +176,19 @@ def test_save_model_folder_replaces_files_and_keeps_others(tmp_path):
         "model.safetensors",
         "training_log.csv",
     ]
+
+
+def test_float16_weights_halve_the_file_and_load_as_float32(tmp_path):
+    torch.manual_seed(0)
+    model = UNet(base_channels=8).eval()
+    full = save_model_folder(model, tmp_path / "fp32")
+    half = save_model_folder(model, tmp_path / "fp16", half=True)
+    size = {p.name: (p / "model.safetensors").stat().st_size for p in (full, half)}
+    assert size["fp16"] < 0.55 * size["fp32"]
+    loaded = UNet.from_pretrained(half).eval()
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    assert next(model.parameters()).dtype == torch.float32  # the original is untouched
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        difference = (torch.sigmoid(loaded(x)) - torch.sigmoid(model(x))).abs().max()
+    assert 0 < difference < 1e-2

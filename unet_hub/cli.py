@@ -255,8 +255,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .data import SegmentationDataset, find_pairs, select_stems
-    from .evaluation import evaluate_model
+    from .data import find_pairs, select_stems
+    from .evaluation import evaluate_pairs
     from .inference import resolve_device
     from .model import UNet
 
@@ -265,23 +265,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     pairs = find_pairs(args.data)
     if args.slices:
         pairs, _ = select_stems(pairs, args.slices)
-    with _max_pixels_hint():  # as evaluation.evaluate_pairs, with the pixel limit
-        data = SegmentationDataset(
+    with _max_pixels_hint():
+        evaluation = evaluate_pairs(
+            model,
             pairs,
-            n_channels=model.n_channels,
-            n_classes=model.n_classes,
             image_size=args.image_size,
-            input_scaling=model.config["input_scaling"],
+            threshold=args.threshold,
+            tta=args.tta,
             max_pixels=args.max_pixels,
         )
-    evaluation = evaluate_model(
-        model,
-        data.images,
-        data.masks,
-        names=[image.stem for image, _ in pairs],
-        threshold=args.threshold,
-        tta=args.tta,
-    )
     print(evaluation.table())
     if args.out is not None:
         print(f"metrics: {evaluation.write_json(args.out)}")

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .data import Pair, SegmentationDataset
-from .imaging import mask_to_target
+from .imaging import DEFAULT_MAX_PIXELS, mask_to_target
 from .inference import segment
 from .metrics import (
     EM_SCORES,
@@ -284,15 +284,17 @@ def evaluate_pairs(
     threshold: float | None = None,
     tta: bool = False,
     sweep: bool = True,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Evaluation:
-    """Read image/mask pairs (resized as in training when ``image_size`` is given) and
-    ``evaluate_model`` on them."""
+    """Read image/mask pairs (resized as in training when ``image_size`` is given;
+    images over ``max_pixels`` refused) and ``evaluate_model`` on them."""
     data = SegmentationDataset(
         pairs,
         n_channels=model.n_channels,
         n_classes=model.n_classes,
         image_size=image_size,
         input_scaling=model.config["input_scaling"],
+        max_pixels=max_pixels,
     )
     return evaluate_model(
         model,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 from pathlib import Path
@@ -13,16 +14,22 @@ from .model import UNet
 MODEL_FILES = ("config.json", "model.safetensors", "README.md")
 
 
-def save_model_folder(model: UNet, directory: str | Path, **card: Any) -> Path:
+def save_model_folder(
+    model: UNet, directory: str | Path, *, half: bool = False, **card: Any
+) -> Path:
     """``save_pretrained`` into ``directory``, replacing each model file atomically.
 
     The folder is first written beside the target and each file then renamed into
     place, so an interrupted save never leaves a half-written model behind. ``card``
     goes to the model card (``metrics``, ``training``, ``repo_id``, ``datasets``).
     Other files in ``directory`` (a training log, sub-folders) are left alone.
+    ``half`` stores the floating-point weights as float16 (half the file; a loaded model
+    computes in float32 as always).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    if half:
+        model = copy.deepcopy(model).half()
     with tempfile.TemporaryDirectory(dir=directory, prefix=".saving-") as tmp:
         model.save_pretrained(tmp, model_card_kwargs=card)
         for name in MODEL_FILES:

@@ -75,6 +75,7 @@ RESUME_MAY_CHANGE = (
     "hub_private",
     "select_threshold",
     "card_note",
+    "fp16_weights",
 )
 _PAPER = AugmentParams()  # the --augment paper defaults
 
@@ -183,6 +184,11 @@ class TrainConfig:
         "after training, make the threshold with the lowest validation adapted Rand error "
         "(cells as 4-connected components: for touching objects, as in EM) the model's "
         "recommended threshold, which the app and `unet-hub predict` use",
+    )
+    fp16_weights: bool = _opt(
+        False,
+        "store the saved models' weights as float16 (half the file; they compute in float32 "
+        "after loading); the checkpoint stays float32",
     )
     card_note: list[str] | None = _opt(
         None,
@@ -539,11 +545,15 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
         log_path.unlink(missing_ok=True)
         for stats in run.history:  # a resumed run's log, up to its checkpoint
             _write_log_row(log_path, stats)
-    eval_dataset = (
-        f"{cfg.val_data or 'held-out block of ' + cfg.data} ({len(val_set)} images)"
-        if val_set
-        else f"{cfg.data} (training images)"
-    )
+    if val_set is None:
+        eval_dataset = f"{cfg.data} (training images)"
+    else:
+        held_out = (
+            cfg.val_data
+            or (cfg.val_slices and f"slices {cfg.val_slices} of {cfg.data}")
+            or f"held-out block of {cfg.data}"
+        )
+        eval_dataset = f"{held_out} ({len(val_set)} images)"
     card_training = {
         "data": f"{cfg.data} ({len(train_set)} images)",
         "val": eval_dataset if val_set else None,
@@ -551,7 +561,8 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
         "epochs": cfg.epochs,
         "command": " ; then: ".join(c for c in run.commands if c),
         "seed": cfg.seed,
-        "notes": cfg.card_note or [],
+        "notes": (cfg.card_note or [])
+        + (["Weights are stored as float16; the model computes in float32."] * cfg.fp16_weights),
     }
     card = {"eval_dataset": eval_dataset}
     selection = "validation Dice" if val_set else "mean training loss"
@@ -626,10 +637,11 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
             if main:
                 metrics = {"metrics": _card_metrics(stats), **card}
                 last = {"epoch": epoch, "selected": "the last epoch"}
-                save_model_folder(net, out / LAST_DIR, training=card_training | last, **metrics)
+                folder = {"half": cfg.fp16_weights, **metrics}
+                save_model_folder(net, out / LAST_DIR, training=card_training | last, **folder)
                 if stats.best:
                     best = {"epoch": epoch, "selected": f"the best epoch by {selection}"}
-                    save_model_folder(net, out, training=card_training | best, **metrics)
+                    save_model_folder(net, out, training=card_training | best, **folder)
                 _write_log_row(log_path, stats)
                 # last: the checkpoint is what says the epoch is complete
                 save_checkpoint(
@@ -665,7 +677,7 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
             "metrics": _card_metrics(result.best),
             **card,
         }
-        result.evaluation = _evaluate_best(out, val_set, best_card, cfg.select_threshold)
+        result.evaluation = _evaluate_best(out, val_set, best_card, cfg)
     if main and cfg.push_to_hub:
         result.commit = _push(out, cfg)
     accelerator.wait_for_everyone()
@@ -742,17 +754,18 @@ def resume_config(run_dir: str | Path, given: dict[str, Any] | None = None) -> T
 
 
 def _evaluate_best(
-    out: Path, val_set: SegmentationDataset, card: dict, select_threshold: bool = False
+    out: Path, val_set: SegmentationDataset, card: dict, cfg: TrainConfig
 ) -> Evaluation:
-    """Score the best model (as saved in ``out``) on the validation set in full (with
-    the threshold sweep, too slow for every epoch) and add the scores to its card; with
-    ``select_threshold``, first make the best-Rand threshold the model's own."""
+    """Score the best model (as saved in ``out``: the weights a user gets) on the
+    validation set in full (with the threshold sweep, too slow for every epoch) and add
+    the scores to its card; with ``cfg.select_threshold``, first make the best-Rand
+    threshold the model's own."""
     model = UNet.from_pretrained(out)
     names = [p[0].stem for p in val_set.pairs]
     evaluation = evaluate_model(model, val_set.images, val_set.masks, names=names)
     metrics = card["metrics"] | evaluation.card_metrics(overlap=False)
     best, trained_at = evaluation.best_rand_threshold, model.config["threshold"]
-    if select_threshold and best is not None and best != trained_at:
+    if cfg.select_threshold and best is not None and best != trained_at:
         # the card then reports everything at the new threshold, and the pixel error
         # also at the one the model was trained and selected with
         before = evaluation
@@ -766,7 +779,7 @@ def _evaluate_best(
         card["training"] = card["training"] | {
             "threshold": f"{best:g}, the lowest validation adapted Rand error (--select-threshold)"
         }
-    save_model_folder(model, out, **card | {"metrics": metrics})
+    save_model_folder(model, out, half=cfg.fp16_weights, **card | {"metrics": metrics})
     return evaluation
 
 
