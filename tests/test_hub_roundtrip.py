@@ -35,7 +35,14 @@ from unet_hub.testing.hub_server import LocalHub, Repo, client_env
 ALICE, BOB = "hf_alice_token", "hf_bob_token"
 WRONG = "hf_wrong_token"
 IMAGES = [str(SAMPLE / "test" / "00.png"), str(SAMPLE / "test" / "10.png")]
-PUBLISHED = [".gitattributes", "README.md", "config.json", "model.safetensors", "training_log.csv"]
+PUBLISHED = [
+    ".gitattributes",
+    "README.md",
+    "config.json",
+    "model.safetensors",
+    "training_curve.png",
+    "training_log.csv",
+]
 MARKER = "@@RESULT@@"
 #: The client retries an unreachable download for ~25 s; a fast failure is well below.
 FAST = 15.0
@@ -234,7 +241,7 @@ def test_train_py_pushes_the_best_model(hub: LocalHub, trained: Trained) -> None
     assert Repo(hub.root, "model", "alice/trained").meta()["private"]
     files = stored_files(hub, "alice/trained")
     assert sorted(files) == PUBLISHED
-    for name in ("config.json", "model.safetensors", "training_log.csv"):
+    for name in ("config.json", "model.safetensors", "training_log.csv", "training_curve.png"):
         assert files[name] == (trained.folder / name).read_bytes(), name
     assert 'UNet.from_pretrained("alice/trained")' in files["README.md"].decode()
 
@@ -273,12 +280,14 @@ def test_pushed_files_are_exactly_the_model(
     hub: LocalHub, trained: Trained, pulled: dict[str, Any]
 ) -> None:
     assert pulled["files"] == PUBLISHED  # no last/, no pickles, nothing else
-    local = ["README.md", "config.json", "last", "model.safetensors", "training_log.csv"]
+    local = sorted([*PUBLISHED[1:], "checkpoint.safetensors", "last"])
     assert sorted(p.name for p in trained.folder.iterdir()) == local  # the push added nothing
     assert pulled["log"] == (trained.folder / "training_log.csv").read_text()
-    # The weights went through LFS, byte for byte.
+    # The weights and the curve (binary files) went through LFS, byte for byte.
     lfs = hub.root / "models" / "alice" / "e2e" / "lfs"
-    assert [p.name for p in lfs.iterdir()] == [file_sha(trained.folder / "model.safetensors")]
+    assert sorted(p.name for p in lfs.iterdir()) == sorted(
+        file_sha(trained.folder / name) for name in ("model.safetensors", "training_curve.png")
+    )
 
 
 def test_pushed_card_names_the_repo_and_keeps_the_training_facts(
@@ -362,9 +371,9 @@ def test_push_to_a_new_branch(versions: dict[str, Any]) -> None:
     assert versions["models"]["dev"] == versions["local"]["other"]
 
 
-def test_a_push_without_a_log_removes_the_earlier_runs_log(versions: dict[str, Any]) -> None:
+def test_a_push_without_a_log_removes_the_earlier_log_and_curve(versions: dict[str, Any]) -> None:
     assert versions["files"]["first"] == PUBLISHED
-    without_log = [f for f in PUBLISHED if f != "training_log.csv"]
+    without_log = [f for f in PUBLISHED if not f.startswith("training_")]
     assert versions["files"]["main"] == versions["files"]["dev"] == without_log
 
 
