@@ -157,6 +157,10 @@ def test_browser_bad_upload_shows_a_message(page, tmp_path):
 
 
 def test_browser_moving_the_threshold_updates_the_mask(page, tmp_path):
+    # the slider starts at the model's recommended threshold (its config.json)
+    recommended = UNet.from_pretrained(BUNDLED_MODEL).config["threshold"]
+    start = float(page.locator("#threshold input[type=number]").input_value())
+    assert start == recommended
     page.locator("[data-testid='dataset-cell-0-0']").click()
     _wait_for_results(page)
     mask = page.locator("#mask img").first

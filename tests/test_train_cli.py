@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from conftest import ROOT
-from unet_hub import UNet, predict_mask, read_image
+from unet_hub import UNet, predict_mask, read_image, segment
 from unet_hub.data import find_pairs
 from unet_hub.evaluation import evaluate_pairs
 from unet_hub.optim import PLATEAU_FACTOR, PLATEAU_PATIENCE, LRSchedule, build_optimizer
@@ -334,3 +334,21 @@ def test_select_threshold_card_note_and_training_curve(tmp_path, sample_data):
     if saved["threshold"] != 0.5:
         assert "lowest validation adapted Rand error" in card
         assert "pixel error (1 - accuracy) (at 0.50)" in card
+
+
+def test_predict_cli_uses_the_models_recommended_threshold(trained, tmp_path, sample_test_image):
+    model_dir, _ = trained
+    model = UNet.from_pretrained(model_dir)
+    probabilities = segment(model, read_image(sample_test_image))
+    # a threshold that makes a visible difference on this image
+    threshold = float(np.quantile(probabilities, 0.3))
+    model.config["threshold"] = round(threshold, 4)
+    model.save_pretrained(tmp_path / "model")
+    result = run(
+        "-m", "unet_hub.cli", "predict", str(tmp_path / "model"), str(sample_test_image),
+        "--out", str(tmp_path / "preds"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    mask = cv2.imread(str(tmp_path / "preds" / "00.png"), cv2.IMREAD_UNCHANGED) > 0
+    assert np.array_equal(mask, probabilities > model.config["threshold"])
+    assert not np.array_equal(mask, probabilities > 0.5)
