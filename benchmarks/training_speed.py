@@ -15,7 +15,7 @@ All rows train the same network (``--width``, bilinear) on the ISBI 2012 trainin
 Images/s of unet-hub are taken from its own training log (the second epoch, so start-up
 and the first-step warm-up are not counted); the seed loop is timed the same way after
 one warm-up step. Also reported: achieved GFLOP/s counting a training step as 3× the
-forward FLOPs, against the 64->64 conv ceiling of benchmarks/results/bench.json.
+forward FLOPs, against the 64->64 conv ceiling measured in the same run (as bench.py).
 Writes benchmarks/results/training_speed.json and .md.
 """
 
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench import count_flops, machine  # noqa: E402
+from bench import ceiling, count_flops, machine  # noqa: E402
 
 from unet_hub import UNet  # noqa: E402
 
@@ -132,10 +132,7 @@ def main() -> int:
         "unet-hub, 1 process": project_loop(data, args.width, args.size, args.samples, 1),
         "unet-hub, 2 processes (DDP)": project_loop(data, args.width, args.size, args.samples, 2),
     }
-    bench = RESULTS / "bench.json"
-    ceiling = (
-        json.loads(bench.read_text())["ceiling"]["conv_ceiling_gflops"] if bench.exists() else None
-    )
+    conv_ceiling = ceiling(repeats=3)["conv_ceiling_gflops"]  # in this run, as the rows
     seed = rows["seed loop (PIL per step, 1 process)"]
     table = [
         {
@@ -143,9 +140,7 @@ def main() -> int:
             "images_per_s": round(speed, 3),
             "vs_seed": round(speed / seed, 2),
             "gflops": round(speed * flops / 1e9, 1),
-            "pct_of_conv_ceiling": round(100 * speed * flops / 1e9 / ceiling, 1)
-            if ceiling
-            else None,
+            "pct_of_conv_ceiling": round(100 * speed * flops / 1e9 / conv_ceiling, 1),
         }
         for name, speed in rows.items()
     ]
@@ -155,7 +150,7 @@ def main() -> int:
         "samples": args.samples,
         "data": str(data),
         "train_gflop_per_image": round(flops / 1e9, 1),
-        "conv_ceiling_gflops": ceiling,
+        "conv_ceiling_gflops": round(conv_ceiling, 1),
         "machine": machine(),
         "load_average_before": load_before,
         "load_average_after": [round(x, 2) for x in os.getloadavg()],

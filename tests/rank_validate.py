@@ -27,3 +27,4 @@ if __name__ == "__main__":
             json.dump({"loss": loss, "evaluation": evaluation.to_dict()}, f)
     else:
         assert evaluation.n_images == len(val_set)
+    accelerator.end_training()  # destroys the process group (else gloo aborts at exit)

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .model import UNet
 
 #: The files that make up a saved model.
@@ -28,8 +30,11 @@ def save_model_folder(
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    if half:
-        model = copy.deepcopy(model).half()
+    if half or not all(p.is_contiguous() for p in model.parameters()):
+        # safetensors stores contiguous tensors: a channels_last model is copied back
+        model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+        if half:
+            model = model.half()
     with tempfile.TemporaryDirectory(dir=directory, prefix=".saving-") as tmp:
         model.save_pretrained(tmp, model_card_kwargs=card)
         for name in MODEL_FILES:

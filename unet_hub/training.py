@@ -61,6 +61,7 @@ LAST_DIR = "last"
 #: The model as it was when a run was interrupted (Ctrl-C).
 INTERRUPTED_DIR = "interrupted"
 MIXED_PRECISION = ("no", "fp16", "bf16")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 #: Options a resumed run may take anew; the others must stay as the run had them.
 RESUME_MAY_CHANGE = (
     "epochs",
@@ -71,6 +72,7 @@ RESUME_MAY_CHANGE = (
     "num_workers",
     "device",
     "mixed_precision",
+    "memory_format",
     "push_to_hub",
     "hub_private",
     "select_threshold",
@@ -203,6 +205,12 @@ class TrainConfig:
     seed: int = _opt(0, "random seed for weights, shuffling and augmentation")
     device: str = _opt("auto", "'auto' (CUDA when present, else CPU), 'cpu', 'cuda', 'cuda:1'...")
     num_workers: int = _opt(0, "DataLoader worker processes")
+    memory_format: str = _opt(
+        "auto",
+        "layout of the activations and weights: channels_last, contiguous (NCHW), or auto "
+        "(channels_last on CPUs, where it trained 18 %% faster in benchmarks/; NCHW on GPUs)",
+        choices=MEMORY_FORMATS,
+    )
     mixed_precision: str = _opt(
         "no",
         "autocast precision: no (fp32), fp16 (CUDA only) or bf16 (CUDA, and CPUs; fast only "
@@ -485,7 +493,10 @@ def train(cfg: TrainConfig, command: str | None = None) -> TrainResult:
     try:
         return _train(cfg, accelerator, command)
     finally:
-        if accelerator.num_processes == 1:
+        if accelerator.num_processes > 1:
+            # an undestroyed process group aborts the process at exit
+            accelerator.end_training()
+        else:
             # let the next train() in this process choose other Accelerate settings
             AcceleratorState._reset_state(reset_partial_state=True)
             GradientState._reset_state()
@@ -516,6 +527,11 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
     )
     if cfg.sync_bn:
         model = _sync_batchnorm(model, accelerator)
+    channels_last = cfg.memory_format == "channels_last" or (
+        cfg.memory_format == "auto" and accelerator.device.type == "cpu"
+    )
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)
     optimizer = build_optimizer(
         cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum
     )
@@ -585,6 +601,7 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
             running = torch.zeros(2, device=accelerator.device)  # summed loss, samples
             out_of_time = False
             for x, y, *weights in loader:
+                x = x.contiguous(memory_format=layout)
                 with accelerator.accumulate(model):
                     loss = criterion(model(x).float(), y, *weights)
                     accelerator.backward(loss)
