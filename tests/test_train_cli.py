@@ -62,6 +62,7 @@ def test_training_writes_a_loadable_model_and_a_log(trained):
         "config.json",
         "last",
         "model.safetensors",
+        "training_curve.png",
         "training_log.csv",
     ]
     assert sorted(p.name for p in (out / "last").iterdir()) == [
