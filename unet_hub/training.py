@@ -648,9 +648,7 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
                 run.best_score, run.best_epoch = score, epoch
             run.epoch, run.seconds = epoch, time.perf_counter() - clock
             if out_of_time:
-                card_training["epochs"] = (
-                    f"{epoch} of {cfg.epochs} (stopped by the {cfg.max_minutes:g}-minute budget)"
-                )
+                card_training["epochs"] = _stopped_by_budget(epoch, cfg)
             if main:
                 metrics = {"metrics": _card_metrics(stats), **card}
                 last = {"epoch": epoch, "selected": "the last epoch"}
@@ -681,6 +679,8 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
             _save_interrupted(net, out, epoch, run, card_training)
         raise
     progress.close()
+    if budget and run.seconds >= budget:  # also when a resumed run had nothing left to do
+        card_training["epochs"] = _stopped_by_budget(run.epoch, cfg)
 
     result = TrainResult(
         out=out, best_epoch=run.best_epoch, history=run.history, model=net, main=main
@@ -699,6 +699,10 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
         result.commit = _push(out, cfg)
     accelerator.wait_for_everyone()
     return result
+
+
+def _stopped_by_budget(epoch: int, cfg: TrainConfig) -> str:
+    return f"{epoch} of {cfg.epochs} (stopped by the {cfg.max_minutes:g}-minute budget)"
 
 
 def _plot_curve(log_path: Path) -> bool:

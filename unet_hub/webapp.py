@@ -44,6 +44,12 @@ class Result:
     picture: np.ndarray  # the image as the model saw it, uint8 RGB
 
 
+#: The card metrics the page shows: Dice and IoU of each class (names start so), and
+#: two EM figures at the model's threshold (exact names).
+HEADLINE_PREFIXES = ("Dice", "IoU")
+HEADLINE_NAMES = ("pixel error (1 - accuracy)", "adapted Rand error")
+
+
 def _upload_path(payload: Any) -> str | None:
     """The file path of an image upload that Gradio has not preprocessed.
 
@@ -70,13 +76,19 @@ def describe_model(model: UNet, source: str, metrics: dict[str, float], dataset:
         f"({count_parameters(model):,} parameters), recommended threshold {cfg['threshold']}; "
         f"running on {prepare(model).backend}."
     ]
-    # Losses mean little to a reader; the overlap scores do.
-    scores = {k: v for k, v in metrics.items() if "loss" not in k.lower()}
+    # The headline scores only (the card has them all); losses mean little to a reader.
+    scores = {k.removeprefix("validation "): v for k, v in metrics.items()}
+    scores = {
+        k: v for k, v in scores.items() if k.startswith(HEADLINE_PREFIXES) or k in HEADLINE_NAMES
+    }
     if scores:
         shown = ", ".join(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items()
         )
-        lines.append(f"**Measured** on {dataset or 'its validation data'}: {shown}.")
+        lines.append(
+            f"**Measured** on {dataset or 'its validation data'}, at threshold "
+            f"{cfg['threshold']}: {shown}; all figures are in the model card."
+        )
     if cfg["n_classes"] == 1:
         lines.append(
             f"**Colours:** in the overlay, <span style='color:{colour_name(1)}'>■</span> "
