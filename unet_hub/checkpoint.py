@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load, save
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save
 
 from .errors import UNetHubError
 
@@ -132,8 +132,9 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The tensors and the state of a checkpoint file, checked to be one of ours."""
+def read_checkpoint_state(path: str | Path) -> dict[str, Any]:
+    """The JSON state of a checkpoint file (its header only: no tensor is read),
+    checked to be one of ours."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
@@ -141,11 +142,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             "at the end of each epoch)"
         )
     try:
-        data = path.read_bytes()
-        tensors = load(data)
-        header_len = int.from_bytes(data[:8], "little")
-        meta = json.loads(data[8 : 8 + header_len]).get("__metadata__", {})
-        state = json.loads(meta[_META_KEY])
+        with safe_open(path, framework="pt") as f:
+            state = json.loads(f.metadata()[_META_KEY])
     except (SafetensorError, OSError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(
             f"{path} is not a readable unet-hub checkpoint ({e}); start a new run"
@@ -155,7 +153,18 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             f"{path} was written by a newer unet-hub (checkpoint format {state['format']}); "
             "upgrade unet-hub to resume it"
         )
-    return tensors, state
+    return state
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and the state of a checkpoint file, checked to be one of ours."""
+    state = read_checkpoint_state(path)
+    try:
+        return load_file(path), state
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(
+            f"{path} is not a readable unet-hub checkpoint ({e}); start a new run"
+        ) from None
 
 
 def restore(

@@ -36,6 +36,7 @@ from .checkpoint import (
     CHECKPOINT_NAME,
     fault_point,
     read_checkpoint,
+    read_checkpoint_state,
     remove_stale_temporaries,
     restore,
     save_checkpoint,
@@ -757,8 +758,7 @@ def resume_config(run_dir: str | Path, given: dict[str, Any] | None = None) -> T
     ones; any other that differs from the run's raises ConfigError (a resumed run keeps
     its recipe).
     """
-    _, state = read_checkpoint(Path(run_dir) / CHECKPOINT_NAME)
-    saved = state["config"]
+    saved = read_checkpoint_state(Path(run_dir) / CHECKPOINT_NAME)["config"]
     given = dict(given or {})
     if given.pop("out", None) not in (None, saved["out"], str(run_dir)):
         raise ConfigError(f"--out: a resumed run continues in its own folder, {run_dir}")
