@@ -24,7 +24,6 @@ import contextlib
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from unet_hub import UNet, read_image, segment  # noqa: E402
 from unet_hub import fastpath as fp  # noqa: E402
 from unet_hub.export import export_onnx, model_batch, output_change  # noqa: E402
 from unet_hub.inference import mask_from_probabilities  # noqa: E402
+from unet_hub.testing import free_port  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 EXAMPLES = ROOT / "examples" / "isbi2012"
@@ -286,9 +286,7 @@ def app_end_to_end(repeats: int) -> dict:
     (bundled model), against ``segment`` on the same image in this process."""
     from gradio_client import handle_file
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
            "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}  # fmt: skip
     env.pop("UNET_MODEL", None)

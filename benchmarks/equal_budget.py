@@ -24,9 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from unet_hub import UNet  # noqa: E402
+from unet_hub.cli import train_config  # noqa: E402
 from unet_hub.data import find_pairs, select_stems  # noqa: E402
 from unet_hub.evaluation import evaluate_pairs  # noqa: E402
-from unet_hub.training import TrainConfig, train  # noqa: E402
+from unet_hub.training import train  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "isbi2012" / "train"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -63,12 +64,9 @@ def train_options(name: str, out: Path, args: argparse.Namespace) -> list[str]:
 
 def run_recipe(name: str, args: argparse.Namespace) -> dict:
     """Train one recipe for the budget, then score its best model on the hold-out."""
-    from unet_hub.cli import build_parser
-
     out = args.work / name
     options = train_options(name, out, args)
-    parsed = vars(build_parser().parse_args(["train", *options]))
-    cfg = TrainConfig(**{k: v for k, v in parsed.items() if k in TrainConfig.__dataclass_fields__})
+    cfg = train_config(options)
     command = shlex.join(["train.py", *options])
     print(f"\n== {name}: {command}", flush=True)
     load_before = os.getloadavg()[0]

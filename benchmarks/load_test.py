@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import cv2
 import httpx
 import numpy as np
 
+from unet_hub.testing import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "load_test.json"
 EXAMPLE = ROOT / "examples" / "isbi2012" / "test" / "00.png"
@@ -36,12 +37,6 @@ EXAMPLE = ROOT / "examples" / "isbi2012" / "test" / "00.png"
 SIZES = (256, 512, 512, 1024)
 #: Every BAD_EVERY-th request sends a bad file instead.
 BAD_EVERY = 10
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_inputs(folder: Path, count: int) -> list[tuple[str, Path]]:

@@ -26,7 +26,6 @@ import csv
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench import ceiling, count_flops, machine  # noqa: E402
 
 from unet_hub import UNet  # noqa: E402
+from unet_hub.testing import free_port  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "data" / "isbi2012" / "train"
@@ -96,7 +96,7 @@ def project_loop(data: Path, width: int, size: int, samples: int, processes: int
         else:
             launcher = [
                 str(Path(sys.executable).parent / "torchrun"),
-                "--nproc_per_node", str(processes), "--master_port", str(_free_port()),
+                "--nproc_per_node", str(processes), "--master_port", str(free_port()),
             ]  # fmt: skip
         subprocess.run(
             [*launcher, str(ROOT / "train.py"), *options],
@@ -108,12 +108,6 @@ def project_loop(data: Path, width: int, size: int, samples: int, processes: int
         with (out / "training_log.csv").open() as f:
             second = list(csv.DictReader(f))[1]
         return samples / float(second["seconds"])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> int:

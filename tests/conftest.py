@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+
+from unet_hub.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "isbi2012"
@@ -41,12 +42,6 @@ def sample_test_image() -> Path:
     return SAMPLE / "test" / "00.png"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout: float = 120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -64,7 +59,7 @@ def _wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout:
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     """``python app.py`` on a free port, offline, serving the bundled model."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("app") / "app.log"
     env = {
         **os.environ,

@@ -15,9 +15,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT, SAMPLE, _free_port
+from conftest import ROOT, SAMPLE
 from unet_hub import UNet
 from unet_hub.checkpoint import CHECKPOINT_NAME, read_checkpoint
+from unet_hub.testing import free_port
 
 BIN = Path(sys.executable).parent
 TINY = [
@@ -58,13 +59,13 @@ def launch(launcher: list[str], dump: Path, *args: str) -> subprocess.CompletedP
 
 
 def torchrun() -> list[str]:
-    return [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(_free_port())]
+    return [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port())]
 
 
 def accelerate_launch() -> list[str]:
     # accelerate's --multi_gpu launcher is torchrun underneath; it starts CPU processes too
     return [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-            "--main_process_port", str(_free_port())]  # fmt: skip
+            "--main_process_port", str(free_port())]  # fmt: skip
 
 
 ONE = [sys.executable]

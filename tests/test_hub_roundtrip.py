@@ -12,7 +12,6 @@ import csv
 import hashlib
 import json
 import shlex
-import socket
 import subprocess
 import sys
 import textwrap
@@ -30,6 +29,7 @@ from conftest import ROOT, SAMPLE
 from unet_hub import UNet
 from unet_hub.hub import card_kwargs, load_model_card
 from unet_hub.packaging import save_model_folder
+from unet_hub.testing import free_port
 from unet_hub.testing.hub_server import LocalHub, Repo, client_env
 
 ALICE, BOB = "hf_alice_token", "hf_bob_token"
@@ -138,10 +138,7 @@ def python(code: str, env: dict[str, str], **params: Any) -> Any:
 
 def dead_endpoint() -> str:
     """The URL of a port on which nothing listens (connections are refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def file_sha(path: Path) -> str:

@@ -18,6 +18,9 @@ from pathlib import Path
 
 from .errors import UNetHubError
 
+if typing.TYPE_CHECKING:
+    from .training import TrainConfig
+
 PROG = "unet-hub"
 
 
@@ -196,11 +199,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _train_options(args: argparse.Namespace) -> dict:
+    """The ``TrainConfig`` fields of parsed ``train`` arguments."""
+    from .training import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def train_config(argv: Sequence[str]) -> TrainConfig:
+    """The ``TrainConfig`` of a ``unet-hub train`` / ``train.py`` command line (its
+    options, without the command), for scripts that call ``training.train`` directly."""
+    from .training import TrainConfig
+
+    return TrainConfig(**_train_options(build_parser().parse_args(["train", *argv])))
+
+
 def _train(args: argparse.Namespace) -> int:
     from .training import TrainConfig, resume_config, train
 
     options = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    given = {k: v for k, v in vars(args).items() if k in options}
+    given = _train_options(args)
     if args.resume:
         changed = {k: v for k, v in given.items() if v != options[k]}
         cfg = resume_config(args.resume, changed)

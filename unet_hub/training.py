@@ -578,9 +578,11 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
         "epochs": cfg.epochs,
         "command": " ; then: ".join(c for c in run.commands if c),
         "seed": cfg.seed,
-        "notes": (cfg.card_note or [])
-        + (["Weights are stored as float16; the model computes in float32."] * cfg.fp16_weights),
+        "notes": list(cfg.card_note or []),
     }
+    if cfg.fp16_weights:
+        note = "Weights are stored as float16; the model computes in float32."
+        card_training["notes"].append(note)
     card = {"eval_dataset": eval_dataset}
     selection = "validation Dice" if val_set else "mean training loss"
 
