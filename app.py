@@ -6,8 +6,8 @@ folder; default: the bundled ISBI 2012 model) on GRADIO_SERVER_NAME:GRADIO_SERVE
 
 import sys
 
+from unet_hub.app.webapp import launch
 from unet_hub.errors import UNetHubError
-from unet_hub.webapp import launch
 
 if __name__ == "__main__":
     try:

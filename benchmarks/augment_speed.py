@@ -26,9 +26,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from unet_hub.augment import AugmentParams, PaperAugment, RandomFlip  # noqa: E402
-from unet_hub.imaging import read_image  # noqa: E402
-from unet_hub.losses import unet_weight_map  # noqa: E402
+from unet_hub.data.augment import AugmentParams, PaperAugment, RandomFlip  # noqa: E402
+from unet_hub.data.images import read_image  # noqa: E402
+from unet_hub.train.losses import unet_weight_map  # noqa: E402
 
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "augment_speed.json"
 SAMPLE = ROOT / "examples" / "isbi2012" / "train"

@@ -38,12 +38,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' support helpers (free_port)
 
+from support import free_port  # noqa: E402
 from unet_hub import UNet, read_image, segment  # noqa: E402
-from unet_hub import fastpath as fp  # noqa: E402
-from unet_hub.export import export_onnx, model_batch, output_change  # noqa: E402
-from unet_hub.inference import mask_from_probabilities  # noqa: E402
-from unet_hub.testing import free_port  # noqa: E402
+from unet_hub.infer import backends as fp  # noqa: E402
+from unet_hub.infer import runners  # noqa: E402
+from unet_hub.infer.export import export_onnx, model_batch, output_change  # noqa: E402
+from unet_hub.infer.segment import mask_from_probabilities  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 EXAMPLES = ROOT / "examples" / "isbi2012"
@@ -114,7 +116,7 @@ def ceiling(repeats: int) -> dict:
         "conv NHWC": lambda: conv_cl(x_cl),
     }
     if fp.onnx_available():
-        ort_conv = fp.OnnxRunner(_onnx_conv(conv.weight.detach()), {}, "onnx")
+        ort_conv = runners.OnnxRunner(_onnx_conv(conv.weight.detach()), {}, "onnx")
         x_np = x.numpy()
         variants["conv ONNX Runtime"] = lambda: ort_conv(x_np)
     with torch.inference_mode():
@@ -157,7 +159,7 @@ def paths(
     batch = x.numpy()
     notes: dict = {}
     variants = {"seed baseline": baseline}
-    with fp.evaluating(model):
+    with runners.evaluating(model):
         nchw = fp.fold_batchnorm(model)
     variants["fused NCHW"] = lambda: _infer(nchw, x)
     fused = fp.prepare(model, "fused")
@@ -168,7 +170,7 @@ def paths(
         notes["onnx_prepare_seconds"] = round(time.perf_counter() - start, 2)
         variants["onnx"] = lambda: runner(batch)
         if int8_file is not None:
-            int8 = fp.load_onnx(int8_file)
+            int8 = runners.load_onnx(int8_file)
             variants["onnx int8"] = lambda: int8(batch)
     if args.compile:
         fn, seconds = compiled(model)
@@ -204,7 +206,7 @@ def int8_accuracy(model: UNet, int8_file: Path) -> dict:
     change on the test slices, and pixel error against the labels of the training slices
     (the calibration images)."""
     reference = fp.prepare(model, "onnx")
-    int8 = fp.load_onnx(int8_file)
+    int8 = runners.load_onnx(int8_file)
     threshold = model.config["threshold"]
     test = [model_batch(p, model.config) for p in sorted((EXAMPLES / "test").glob("*.png"))]
     result = {"test_slices": output_change(reference, int8, test, threshold)}
@@ -243,13 +245,13 @@ def tiling(model: UNet, size: int) -> dict:
 
 def batching(model: UNet, repeats: int) -> dict:
     """ms per megapixel of 1024² tiles, one or two at a time."""
-    runners = {
+    by_name = {
         name: fp.prepare(model, name)
         for name in ("fused", "onnx")
         if name != "onnx" or fp.onnx_available()
     }
     variants = {}
-    for name, runner in runners.items():
+    for name, runner in by_name.items():
         for n in (1, 2):
             tiles = np.random.default_rng(0).random((n, 1, 1024, 1024), dtype=np.float32)
             variants[f"{name} batch {n}"] = lambda r=runner, t=tiles: r(t)
@@ -260,8 +262,8 @@ def batching(model: UNet, repeats: int) -> dict:
 def threads(model: UNet, repeats: int) -> dict:
     """ms per 512² image with one thread and with the CPU budget (fused, onnx)."""
     batch = np.random.default_rng(0).random((1, 1, SIZE, SIZE), dtype=np.float32)
-    counts = sorted({1, fp.cpu_budget()})
-    result: dict = {"cpu_budget": fp.cpu_budget()}
+    counts = sorted({1, runners.cpu_budget()})
+    result: dict = {"cpu_budget": runners.cpu_budget()}
     fused, default = fp.prepare(model, "fused"), torch.get_num_threads()
     for count in counts:
         torch.set_num_threads(count)
@@ -269,11 +271,11 @@ def threads(model: UNet, repeats: int) -> dict:
         result[f"fused_{count}_threads_ms"] = round(ms, 1)
     torch.set_num_threads(default)
     if fp.onnx_available():
-        from unet_hub.export import checked_onnx_model
+        from unet_hub.infer.onnx import checked_onnx_model
 
         proto = checked_onnx_model(model, fp.PROBE_SHAPES)[0].SerializeToString()
-        runners = {n: fp.OnnxRunner(proto, model.config, "onnx", threads=n) for n in counts}
-        seconds = interleaved({n: lambda r=r: r(batch) for n, r in runners.items()}, repeats)
+        by_name = {n: runners.OnnxRunner(proto, model.config, "onnx", threads=n) for n in counts}
+        seconds = interleaved({n: lambda r=r: r(batch) for n, r in by_name.items()}, repeats)
         result.update({f"onnx_{n}_threads_ms": round(s * 1e3, 1) for n, s in seconds.items()})
     return result
 
@@ -364,7 +366,7 @@ def machine() -> dict:
     return {
         "cpu": model_name or platform.processor(),
         "isa": isa,
-        "cpu_budget": fp.cpu_budget(),
+        "cpu_budget": runners.cpu_budget(),
         "torch_threads": torch.get_num_threads(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "versions": versions,

@@ -5,7 +5,7 @@
 Both train on ISBI 2012 slices 00-24 (validated every epoch on 25-29, which picks the
 best epoch), for ``--minutes`` of training and validation each, at the same width, one
 after the other in this process. Both best models are then scored on slices 25-29 with
-``unet_hub.evaluation`` (the code behind ``unet-hub evaluate``). Writes
+``unet_hub.evaluate.evaluator`` (the code behind ``unet-hub evaluate``). Writes
 ``benchmarks/results/equal_budget.json`` and ``.md``; models go to ``runs/equal_budget/``.
 """
 
@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 from unet_hub import UNet  # noqa: E402
 from unet_hub.cli import train_config  # noqa: E402
-from unet_hub.data import find_pairs, select_stems  # noqa: E402
-from unet_hub.evaluation import evaluate_pairs  # noqa: E402
-from unet_hub.training import train  # noqa: E402
+from unet_hub.data.pairs import find_pairs, select_stems  # noqa: E402
+from unet_hub.evaluate.evaluator import evaluate_pairs  # noqa: E402
+from unet_hub.train.loop import train  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "isbi2012" / "train"
 RESULTS = ROOT / "benchmarks" / "results"

@@ -28,9 +28,10 @@ import cv2
 import httpx
 import numpy as np
 
-from unet_hub.testing import free_port
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' support helpers (free_port)
+from support import free_port  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "load_test.json"
 EXAMPLE = ROOT / "examples" / "isbi2012" / "test" / "00.png"
 #: The good inputs, by side length, cycled over the requests.

@@ -37,7 +37,8 @@ def worker(size: int, args: argparse.Namespace) -> dict:
 
     sys.path.insert(0, str(ROOT))
     from unet_hub import UNet
-    from unet_hub.inference import plan_tiles, segment
+    from unet_hub.infer.segment import segment
+    from unet_hub.infer.tiling import plan_tiles
 
     torch.manual_seed(0)
     model = UNet(base_channels=args.width).eval()
@@ -102,7 +103,8 @@ def table(baseline: dict, runs: list[dict]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sys.path.insert(0, str(ROOT))
-    from unet_hub.inference import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
+    from unet_hub.infer.segment import DEFAULT_BATCH_SIZE
+    from unet_hub.infer.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 2048, 4096])

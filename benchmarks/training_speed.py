@@ -38,12 +38,13 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' support helpers (free_port)
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench import ceiling, count_flops, machine  # noqa: E402
 
+from support import free_port  # noqa: E402
 from unet_hub import UNet  # noqa: E402
-from unet_hub.testing import free_port  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "data" / "isbi2012" / "train"

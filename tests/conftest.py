@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from unet_hub.testing import free_port
+from support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "isbi2012"

@@ -11,7 +11,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from unet_hub.cli import train_config
-from unet_hub.training import train
+from unet_hub.train.loop import train
 
 if __name__ == "__main__":
     dump = Path(sys.argv[1])

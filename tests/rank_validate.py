@@ -1,4 +1,4 @@
-"""Validate a saved model with ``unet_hub.training.validate`` on every process and write
+"""Validate a saved model with ``unet_hub.train.loop.validate`` on every process and write
 what the main process got, for the DDP tests.
 
 Usage: ``torchrun --nproc_per_node 2 tests/rank_validate.py MODEL DATA OUT_JSON``.
@@ -11,9 +11,10 @@ import sys
 from accelerate import Accelerator
 
 from unet_hub import UNet
-from unet_hub.data import SegmentationDataset, find_pairs
-from unet_hub.losses import SegmentationLoss
-from unet_hub.training import validate
+from unet_hub.data.dataset import SegmentationDataset
+from unet_hub.data.pairs import find_pairs
+from unet_hub.train.loop import validate
+from unet_hub.train.losses import SegmentationLoss
 
 if __name__ == "__main__":
     model_dir, data, out = sys.argv[1:4]

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import SAMPLE
 from unet_hub import UNet, read_image, segment
-from unet_hub.webapp import BUNDLED_MODEL
+from unet_hub.files import BUNDLED_MODEL
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from unet_hub.augment import (
+from unet_hub.data.augment import (
     AugmentParams,
     Compose,
     PaperAugment,

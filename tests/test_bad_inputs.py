@@ -5,7 +5,7 @@ line (``unet-hub predict``) and the running web app (through ``gradio_client``).
 ``error`` row must give one clear line naming what is wrong; an ``ok`` row must be
 converted and segmented, with a mask the size of the image. The model-folder rows go
 through ``UNet.from_pretrained``. The mask rows (the mask-value policy of
-``unet_hub.imaging.prepare_mask``) go through the library (``SegmentationDataset``) and
+``unet_hub.data.images.prepare_mask``) go through the library (``SegmentationDataset``) and
 the command line (``unet-hub evaluate``); the web app reads no masks. A ``warning`` row
 must load, with one warning naming the file.
 """
@@ -31,9 +31,10 @@ import pytest
 
 from conftest import ROOT
 from unet_hub import UNet, read_image, segment
-from unet_hub.data import SegmentationDataset, find_pairs
+from unet_hub.data.dataset import SegmentationDataset
+from unet_hub.data.masks import MaskWarning
+from unet_hub.data.pairs import find_pairs
 from unet_hub.errors import ImageReadError, ModelLoadError, UNetHubError
-from unet_hub.imaging import MaskWarning
 
 GRAY = (np.arange(40 * 56).reshape(40, 56) % 251).astype(np.uint8)
 RGB = np.stack([GRAY, 255 - GRAY, GRAY // 2], axis=2)

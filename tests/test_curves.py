@@ -1,4 +1,4 @@
-"""Training-curve PNGs (unet_hub.curves) from logs written by training's own log writer."""
+"""Training-curve PNGs (unet_hub.train.curves) from logs written by training's own log writer."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT
-from unet_hub.curves import PlotError, plot_training_curve
 from unet_hub.errors import UNetHubError
-from unet_hub.hub import CURVE_NAME, LOG_NAME
-from unet_hub.training import EpochStats, _write_log_row
+from unet_hub.files import CURVE_NAME, LOG_NAME
+from unet_hub.train.curves import PlotError, plot_training_curve
+from unet_hub.train.loop import EpochStats, _write_log_row
 
 #: matplotlib's default colours of the curves: training loss, validation loss, Dice, best.
 COLOURS = {"C0": (31, 119, 180), "C1": (255, 127, 14), "C2": (44, 160, 44), "C3": (214, 39, 40)}
@@ -88,7 +88,7 @@ def test_without_matplotlib_the_error_says_what_to_install(tmp_path, monkeypatch
 
 def run_module(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "unet_hub.curves", *args],
+        [sys.executable, "-m", "unet_hub.train.curves", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

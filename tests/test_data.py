@@ -9,19 +9,18 @@ import pytest
 import torch
 
 from conftest import write_image
-from unet_hub.augment import RandomFlip
-from unet_hub.data import LAYOUTS, SegmentationDataset, find_pairs, split_validation
-from unet_hub.errors import DataError, ImageReadError
-from unet_hub.imaging import (
+from unet_hub.data.augment import RandomFlip
+from unet_hub.data.dataset import SegmentationDataset
+from unet_hub.data.images import PixelLimitError, read_image, to_model_input
+from unet_hub.data.masks import (
     MASK_LABEL_ID_MAX,
     MASK_SOFT_EDGE_LIMIT,
     MaskWarning,
-    PixelLimitError,
     mask_to_target,
     prepare_mask,
-    read_image,
-    to_model_input,
 )
+from unet_hub.data.pairs import LAYOUTS, find_pairs, split_validation
+from unet_hub.errors import DataError, ImageReadError
 
 
 def _pattern(h: int = 20, w: int = 30) -> tuple[np.ndarray, np.ndarray]:

@@ -16,9 +16,10 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT, SAMPLE
+from support import free_port
 from unet_hub import UNet
-from unet_hub.checkpoint import CHECKPOINT_NAME, read_checkpoint
-from unet_hub.testing import free_port
+from unet_hub.files import CHECKPOINT_NAME
+from unet_hub.train.checkpoint import read_checkpoint
 
 BIN = Path(sys.executable).parent
 TINY = [

@@ -11,11 +11,11 @@ import pytest
 
 from conftest import ROOT
 from unet_hub import UNet
-from unet_hub.data import find_pairs, parse_stems, select_stems
+from unet_hub.data.pairs import find_pairs, parse_stems, select_stems
 from unet_hub.errors import DataError
-from unet_hub.evaluation import THINNED, evaluate_pairs
-from unet_hub.metrics import EM_SCORES
-from unet_hub.training import TrainConfig, train
+from unet_hub.evaluate.evaluator import THINNED, evaluate_pairs
+from unet_hub.evaluate.metrics import EM_SCORES
+from unet_hub.train.loop import TrainConfig, train
 
 
 @pytest.fixture(scope="module")

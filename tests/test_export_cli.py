@@ -15,7 +15,7 @@ pytest.importorskip("onnxruntime", reason="the `fast` extra (onnxruntime) is not
 
 
 def test_export_writes_a_file_that_matches_the_model(tmp_path):
-    from unet_hub.fastpath import load_onnx
+    from unet_hub.infer.runners import load_onnx
 
     model_dir = tmp_path / "model"
     UNet(base_channels=4).save_pretrained(model_dir)

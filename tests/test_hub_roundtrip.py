@@ -26,11 +26,11 @@ import pytest
 import torch
 
 from conftest import ROOT, SAMPLE
+from support import free_port
+from support.local_hub import LocalHub, Repo, client_env
 from unet_hub import UNet
-from unet_hub.hub import card_kwargs, load_model_card
-from unet_hub.packaging import save_model_folder
-from unet_hub.testing import free_port
-from unet_hub.testing.hub_server import LocalHub, Repo, client_env
+from unet_hub.hub.cards import card_kwargs, load_model_card
+from unet_hub.model.save import save_model_folder
 
 ALICE, BOB = "hf_alice_token", "hf_bob_token"
 WRONG = "hf_wrong_token"
@@ -331,7 +331,7 @@ def versions(
     other = save_model_folder(UNet(base_channels=2), tmp_path_factory.mktemp("other") / "m")
     return python(
         """
-        from unet_hub.hub import push_model_folder
+        from unet_hub.hub.publish import push_model_folder
 
         repo = "alice/versions"
         shas = [push_model_folder(P["trained"], repo).oid,

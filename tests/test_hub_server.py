@@ -1,4 +1,4 @@
-"""Tests of `unet_hub.testing.hub_server.LocalHub`, driven by the real huggingface_hub client.
+"""Tests of `support.local_hub.LocalHub`, driven by the real huggingface_hub client.
 
 `huggingface_hub` reads HF_ENDPOINT / HF_HOME / HF_HUB_OFFLINE when it is imported, so every
 client call runs in a fresh subprocess with its own environment (see `run_client`).
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from unet_hub.testing.hub_server import LocalHub, client_env
+from support.local_hub import LocalHub, client_env
 
 ALICE, BOB = "hf_alice_test_token", "hf_bob_test_token"
 MARKER = "@@RESULT@@"

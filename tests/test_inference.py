@@ -8,11 +8,11 @@ import torch
 
 from unet_hub import UNet, predict_mask, segment
 from unet_hub.errors import ImageReadError
-from unet_hub.inference import (
+from unet_hub.infer.segment import mask_from_probabilities
+from unet_hub.infer.tiling import (
     ALIGN,
     RECEPTIVE_FIELD_RADIUS,
     blend_window,
-    mask_from_probabilities,
     mirror_indices,
     plan_tiles,
     tiled_axis,

@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from conftest import write_image
-from unet_hub.augment import RandomFlip
-from unet_hub.data import SegmentationDataset, find_pairs
-from unet_hub.losses import (
+from unet_hub.data.augment import RandomFlip
+from unet_hub.data.dataset import SegmentationDataset
+from unet_hub.data.pairs import find_pairs
+from unet_hub.train.losses import (
     SegmentationLoss,
     class_balance_weights,
     nearest_two_distances,

@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unet_hub.evaluation import RAND_THRESHOLDS, THINNED, Evaluator
-from unet_hub.metrics import em_scores, f_scores, foreground_counts, label_cells, thin_boundaries
+from unet_hub.evaluate.evaluator import RAND_THRESHOLDS, THINNED, Evaluator
+from unet_hub.evaluate.metrics import (
+    em_scores,
+    f_scores,
+    foreground_counts,
+    label_cells,
+    thin_boundaries,
+)
 
 
 def cells_image() -> np.ndarray:

@@ -7,7 +7,7 @@ import torch
 
 from unet_hub import UNet
 from unet_hub.errors import ConfigError
-from unet_hub.model import count_parameters
+from unet_hub.model.weights import count_parameters
 
 
 def _double_conv(cin: int, cout: int) -> int:

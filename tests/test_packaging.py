@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from unet_hub import UNet
 from unet_hub.errors import ModelLoadError
-from unet_hub.packaging import save_model_folder
+from unet_hub.model.save import save_model_folder
 
 
 def _trained_looking(model: UNet) -> UNet:

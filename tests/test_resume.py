@@ -20,15 +20,15 @@ from safetensors.torch import load_file
 
 from conftest import ROOT
 from unet_hub import UNet
-from unet_hub.checkpoint import (
-    CHECKPOINT_NAME,
+from unet_hub.files import CHECKPOINT_NAME
+from unet_hub.train.checkpoint import (
     KILL_ENV,
     CheckpointError,
     read_checkpoint,
     restore,
     save_checkpoint,
 )
-from unet_hub.optim import build_optimizer
+from unet_hub.train.optim import build_optimizer
 
 DATA = ROOT / "examples" / "isbi2012" / "train"
 EPOCHS = 4
@@ -208,8 +208,8 @@ def test_a_full_disk_leaves_the_previous_checkpoint_intact(tmp_path):
         f"""
         import resource, torch
         from unet_hub import UNet
-        from unet_hub.checkpoint import CheckpointError, save_checkpoint
-        from unet_hub.optim import build_optimizer
+        from unet_hub.train.checkpoint import CheckpointError, save_checkpoint
+        from unet_hub.train.optim import build_optimizer
         model = UNet(base_channels=4)
         opt = build_optimizer("rmsprop", model.parameters(), 1e-3, 0, None)
         path = save_checkpoint({str(tmp_path / CHECKPOINT_NAME)!r}, model, opt, {{"n": 1}})

@@ -16,10 +16,10 @@ from PIL import Image
 
 from conftest import ROOT
 from unet_hub import UNet, predict_mask, read_image, segment
-from unet_hub.data import find_pairs
-from unet_hub.evaluation import evaluate_pairs
-from unet_hub.optim import PLATEAU_FACTOR, PLATEAU_PATIENCE, LRSchedule, build_optimizer
-from unet_hub.training import TrainConfig, train
+from unet_hub.data.pairs import find_pairs
+from unet_hub.evaluate.evaluator import evaluate_pairs
+from unet_hub.train.loop import TrainConfig, train
+from unet_hub.train.optim import PLATEAU_FACTOR, PLATEAU_PATIENCE, LRSchedule, build_optimizer
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:

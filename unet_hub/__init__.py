@@ -1,9 +1,9 @@
 """unet-hub: train, publish and use a U-Net for image segmentation."""
 
-from .errors import UNetHubError
-from .imaging import read_image
-from .inference import predict_mask, segment
-from .model import UNet
+from unet_hub.data.images import read_image
+from unet_hub.errors import UNetHubError
+from unet_hub.infer.segment import predict_mask, segment
+from unet_hub.model.unet import UNet
+from unet_hub.version import __version__ as __version__
 
 __all__ = ["UNet", "UNetHubError", "predict_mask", "read_image", "segment"]
-__version__ = "0.1.0"

@@ -16,10 +16,10 @@ import typing
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import UNetHubError
+from unet_hub.errors import UNetHubError
 
 if typing.TYPE_CHECKING:
-    from .training import TrainConfig
+    from unet_hub.train.loop import TrainConfig
 
 PROG = "unet-hub"
 
@@ -85,7 +85,7 @@ def _max_pixels(text: str) -> int | None:
 
 
 def _add_max_pixels_option(parser: argparse.ArgumentParser) -> None:
-    from .imaging import DEFAULT_MAX_PIXELS
+    from unet_hub.data.images import DEFAULT_MAX_PIXELS
 
     parser.add_argument(
         "--max-pixels",
@@ -100,7 +100,7 @@ def _add_max_pixels_option(parser: argparse.ArgumentParser) -> None:
 @contextlib.contextmanager
 def _max_pixels_hint():
     """Say in the error of an image over the pixel limit which flag raises the limit."""
-    from .imaging import PixelLimitError
+    from unet_hub.data.images import PixelLimitError
 
     try:
         yield
@@ -114,7 +114,7 @@ def _max_pixels_hint():
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``unet-hub`` parser with its sub-commands."""
-    from .training import TrainConfig
+    from unet_hub.train.loop import TrainConfig
 
     fmt = _HelpFormatter
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train_options(args: argparse.Namespace) -> dict:
     """The ``TrainConfig`` fields of parsed ``train`` arguments."""
-    from .training import TrainConfig
+    from unet_hub.train.loop import TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     return {k: v for k, v in vars(args).items() if k in names}
@@ -210,13 +210,13 @@ def _train_options(args: argparse.Namespace) -> dict:
 def train_config(argv: Sequence[str]) -> TrainConfig:
     """The ``TrainConfig`` of a ``unet-hub train`` / ``train.py`` command line (its
     options, without the command), for scripts that call ``training.train`` directly."""
-    from .training import TrainConfig
+    from unet_hub.train.loop import TrainConfig
 
     return TrainConfig(**_train_options(build_parser().parse_args(["train", *argv])))
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import TrainConfig, resume_config, train
+    from unet_hub.train.loop import TrainConfig, resume_config, train
 
     options = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     given = _train_options(args)
@@ -246,9 +246,9 @@ def _train(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import cv2
 
-    from .imaging import read_image
-    from .inference import predict_mask, resolve_device
-    from .model import UNet
+    from unet_hub.data.images import read_image
+    from unet_hub.infer.segment import predict_mask, resolve_device
+    from unet_hub.model.unet import UNet
 
     device = str(resolve_device(args.device))
     model = UNet.from_pretrained(args.model, map_location=device, revision=args.revision)
@@ -274,10 +274,10 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .data import find_pairs, select_stems
-    from .evaluation import evaluate_pairs
-    from .inference import resolve_device
-    from .model import UNet
+    from unet_hub.data.pairs import find_pairs, select_stems
+    from unet_hub.evaluate.evaluator import evaluate_pairs
+    from unet_hub.infer.segment import resolve_device
+    from unet_hub.model.unet import UNet
 
     device = str(resolve_device(args.device))
     model = UNet.from_pretrained(args.model, map_location=device, revision=args.revision)
@@ -300,8 +300,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import INT8_CHANGE_METADATA_KEY, export_onnx
-    from .fastpath import read_onnx_metadata
+    from unet_hub.infer.export import INT8_CHANGE_METADATA_KEY, export_onnx
+    from unet_hub.infer.runners import read_onnx_metadata
 
     path = export_onnx(args.model, args.onnx, int8=args.int8, calibration_images=args.calibration)
     print(f"wrote {path}")
@@ -312,7 +312,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from .hub import push_model_folder
+    from unet_hub.hub.publish import push_model_folder
 
     commit = push_model_folder(
         args.model_dir,

@@ -13,13 +13,14 @@ import torch
 from test_inference import noise, sensitive_model
 
 from unet_hub import UNet, read_image, segment
-from unet_hub import fastpath as fp
-from unet_hub.inference import mask_from_probabilities
+from unet_hub.infer import backends as fp
+from unet_hub.infer import runners
+from unet_hub.infer.segment import mask_from_probabilities
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "isbi2012"
 BUNDLED = ROOT / "unet_hub" / "pretrained" / "isbi2012"
-TOLERANCE = fp.FP32_TOLERANCE
+TOLERANCE = runners.FP32_TOLERANCE
 
 # Without the fast extra the ONNX tests are skipped on a developer's machine, never in CI
 # (CI=true), where a missing onnxruntime must fail them.
@@ -193,11 +194,11 @@ def test_unknown_backends_are_refused(tiny):
 
 @needs_onnx
 def test_export_round_trips_at_dynamic_sizes(tmp_path):
-    from unet_hub.export import export_onnx
+    from unet_hub.infer.export import export_onnx
 
     model = sensitive_model(base_channels=4)
     path = export_onnx(model, tmp_path / "tiny.onnx")
-    runner = fp.load_onnx(path)
+    runner = runners.load_onnx(path)
     assert runner.backend == "onnx" and runner.config == model.config
     for shape in [(64, 64), (96, 160), (37, 101)]:
         image = noise(shape, seed=shape[1])
@@ -210,18 +211,18 @@ def test_export_round_trips_at_dynamic_sizes(tmp_path):
 
 @needs_onnx
 def test_export_takes_a_model_folder_and_keeps_the_model_untouched(tmp_path, bundled):
-    from unet_hub.export import export_onnx
+    from unet_hub.infer.export import export_onnx
 
     before = {k: v.clone() for k, v in bundled.state_dict().items()}
     path = export_onnx(BUNDLED, tmp_path / "sub" / "isbi.onnx")
     assert path == tmp_path / "sub" / "isbi.onnx"
-    assert fp.load_onnx(path).config == bundled.config
+    assert runners.load_onnx(path).config == bundled.config
     assert all(torch.equal(before[k], v) for k, v in bundled.state_dict().items())
 
 
 @needs_onnx
 def test_a_traced_graph_is_reused_for_new_weights_and_retraced_when_stale(monkeypatch):
-    from unet_hub import export
+    from unet_hub.infer import onnx as export
 
     traces = []
     trace = export._trace
@@ -247,7 +248,7 @@ def test_a_traced_graph_is_reused_for_new_weights_and_retraced_when_stale(monkey
 def test_load_onnx_refuses_files_it_cannot_use(tmp_path):
     (tmp_path / "junk.onnx").write_text("not a model")
     with pytest.raises(fp.BackendError, match="not a readable ONNX file"):
-        fp.load_onnx(tmp_path / "junk.onnx")
+        runners.load_onnx(tmp_path / "junk.onnx")
 
 
 # -- int8 --------------------------------------------------------------------------------------
@@ -255,16 +256,17 @@ def test_load_onnx_refuses_files_it_cannot_use(tmp_path):
 
 @needs_onnx
 def test_int8_is_an_explicit_opt_in_that_changes_few_pixels(tmp_path, bundled):
-    from unet_hub.export import INT8_CHANGE_METADATA_KEY, ExportError, export_onnx
+    from unet_hub.infer.export import INT8_CHANGE_METADATA_KEY, export_onnx
+    from unet_hub.infer.onnx import ExportError
 
     with pytest.raises(ExportError, match="calibration_images"):
         export_onnx(bundled, tmp_path / "q.onnx", int8=True)
     calibration = [read_image(p)[:256, :256] for p in (EXAMPLES / "train" / "images").glob("*")]
     path = export_onnx(bundled, tmp_path / "q.onnx", int8=True, calibration_images=calibration)
-    runner = fp.load_onnx(path)
+    runner = runners.load_onnx(path)
     assert runner.backend == "onnx-int8"
     assert fp.prepare(bundled).backend != "onnx-int8"  # never chosen automatically
-    metadata = fp.read_onnx_metadata(path)
+    metadata = runners.read_onnx_metadata(path)
     assert json.loads(metadata[INT8_CHANGE_METADATA_KEY])["mask_pixels_changed"] <= 0.005
     image = read_image(EXAMPLES / "test" / "00.png")[256:, 256:]
     threshold = bundled.config["threshold"]

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch.utils.data import Dataset
-
-from .errors import DataError
-from .imaging import (
-    DEFAULT_MAX_PIXELS,
+from unet_hub.data.images import (
     IMAGE_EXTENSIONS,
-    mask_to_target,
-    read_image,
-    read_mask,
-    resize,
-    to_model_input,
 )
+from unet_hub.errors import DataError
 
 #: (image folder, mask folder) names recognised inside a data folder, in order of preference.
 LAYOUTS = (
@@ -30,10 +19,6 @@ LAYOUTS = (
 )
 
 Pair = tuple[Path, Path]
-#: ``augment(image, mask, *maps) -> (image, mask, *maps)``; see ``unet_hub.augment``.
-Augment = Callable[..., tuple[np.ndarray, ...]]
-#: Labels (H×W class ids, 0 = background) -> a per-pixel loss weight map (H×W float32).
-WeightMap = Callable[[np.ndarray], np.ndarray]
 
 
 def _natural_key(path: Path) -> list:
@@ -136,80 +121,3 @@ def select_stems(pairs: list[Pair], spec: str) -> tuple[list[Pair], list[Pair]]:
         stems = ", ".join(p[0].stem for p in pairs[:8]) + (" ..." if len(pairs) > 8 else "")
         raise DataError(f"no file matches the slices {spec!r} (the files are {stems})")
     return chosen, [p for p in pairs if not _stem_matches(p[0].stem, items)]
-
-
-class SegmentationDataset(Dataset):
-    """Image/mask pairs, decoded once and kept in memory, served as tensors.
-
-    Every pair is read when the data set is built, so an unreadable file, a size
-    mismatch or a mask whose values do not fit ``n_classes`` is reported at once, naming
-    the files, not later inside a worker. Masks go through the mask-value policy
-    (``unet_hub.imaging.prepare_mask``) as they are read: a converted mask (anti-aliased,
-    JPEG) gives one ``MaskWarning`` naming the file, once, not every epoch. Images and
-    masks of more than ``max_pixels`` pixels are refused (None: no limit).
-    Items are ``(image C×H×W float32 in [0, 1], target)``; see ``mask_to_target``.
-
-    With ``weight_map``, each mask's loss weight map is computed once, after resizing,
-    and items are ``(image, target, weights H×W)``. Augmentation resamples the map with
-    the mask's geometry (linearly) rather than recomputing it, which would cost ~30-40 ms
-    per 512² sample: flips, rotations and shifts keep the distances between cells, and the
-    elastic field is so smooth (< 0.3 px change per px) that it barely alters them.
-    """
-
-    def __init__(
-        self,
-        pairs: list[Pair],
-        n_channels: int = 1,
-        n_classes: int = 1,
-        image_size: int | None = None,
-        augment: Augment | None = None,
-        input_scaling: str = "dtype",
-        weight_map: WeightMap | None = None,
-        max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    ):
-        if not pairs:
-            raise DataError("no image/mask pairs to load")
-        self.pairs = pairs
-        self.n_channels, self.n_classes = n_channels, n_classes
-        self.augment, self.input_scaling = augment, input_scaling
-        self.images: list[np.ndarray] = []
-        self.masks: list[np.ndarray] = []
-        self.weights: list[np.ndarray] | None = [] if weight_map else None
-        for image_path, mask_path in pairs:
-            image = read_image(image_path, max_pixels)
-            mask = read_mask(mask_path, n_classes, max_pixels)
-            if image.shape[:2] != mask.shape[:2]:
-                raise DataError(
-                    f"{image_path} is {image.shape[1]}×{image.shape[0]} but its mask "
-                    f"{mask_path} is {mask.shape[1]}×{mask.shape[0]}; they must match"
-                )
-            if image_size:
-                image, mask = resize(image, image_size), resize(mask, image_size, nearest=True)
-            self.images.append(image)
-            self.masks.append(mask)
-            if weight_map is not None:
-                self.weights.append(weight_map(self.labels(mask)))
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def sizes(self) -> set[tuple[int, int]]:
-        """The distinct (height, width) of the stored images."""
-        return {image.shape[:2] for image in self.images}
-
-    def labels(self, mask: np.ndarray) -> np.ndarray:
-        """A mask's class id per pixel (0/1 for one class), as the loss sees it."""
-        target = mask_to_target(mask, self.n_classes)
-        return (target[0] > 0).astype(np.uint8) if self.n_classes == 1 else target
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
-        arrays = (self.images[index], self.masks[index])
-        if self.weights is not None:
-            arrays += (self.weights[index],)
-        if self.augment is not None:
-            arrays = self.augment(*arrays)
-        image, mask, *weights = arrays
-        x = to_model_input(image, self.n_channels, self.input_scaling)
-        y = mask_to_target(mask, self.n_classes)
-        extra = tuple(torch.from_numpy(np.ascontiguousarray(w)) for w in weights)
-        return torch.from_numpy(x), torch.from_numpy(np.ascontiguousarray(y)), *extra

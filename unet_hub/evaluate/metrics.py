@@ -55,7 +55,7 @@ class ConfusionCounts:
         return torch.where(denom > 0, self.tp / denom.clamp(min=1), torch.ones_like(denom))
 
 
-# -- per-image metrics of a binary segmentation (NumPy; used by unet_hub.evaluation) -------
+# -- per-image metrics of a binary segmentation (NumPy; used by unet_hub.evaluate.evaluator) -------
 
 
 def pixel_error(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -127,7 +127,7 @@ def thin_boundaries(cells: np.ndarray) -> np.ndarray:
 
 #: The per-image EM scores ``em_scores`` returns, in this order: the strict ones, on the
 #: 4-connected cells with the predicted boundary as one segment, then the same after
-#: ``thin_boundaries``. These are also the keys of ``unet_hub.evaluation``'s records.
+#: ``thin_boundaries``. These are also the keys of ``unet_hub.evaluate.evaluator``'s records.
 EM_SCORES = ("rand_error", "vi", "rand_error_thinned", "vi_thinned")
 
 

@@ -15,7 +15,7 @@ interior, 0 = membrane) and the EM metrics are computed on it:
   predicted boundary as one segment, so a thick predicted membrane costs like a merge;
 - the same two "(thinned borders)" (the ISBI 2012 challenge's final scoring): after each
   predicted boundary pixel is given to the nearest predicted cell
-  (``unet_hub.metrics.thin_boundaries``), so the thickness of the predicted boundary no
+  (``unet_hub.evaluate.metrics.thin_boundaries``), so the thickness of the predicted boundary no
   longer counts, only merged and split cells (and boundary pixels given to the wrong
   cell). The sweep reports them at the strict best threshold and at their own best
   threshold; as a thicker boundary closes gaps at no cost, that one tends to be high.
@@ -34,10 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import Pair, SegmentationDataset
-from .imaging import DEFAULT_MAX_PIXELS, mask_to_target
-from .inference import segment
-from .metrics import (
+from unet_hub.data.dataset import SegmentationDataset
+from unet_hub.data.images import DEFAULT_MAX_PIXELS
+from unet_hub.data.masks import mask_to_target
+from unet_hub.data.pairs import Pair
+from unet_hub.evaluate.metrics import (
     EM_SCORES,
     ConfusionCounts,
     em_scores,
@@ -46,7 +47,8 @@ from .metrics import (
     label_cells,
     pixel_error,
 )
-from .model import UNet
+from unet_hub.infer.segment import segment
+from unet_hub.model.unet import UNet
 
 #: Thresholds of the Rand sweep (each costs a labelling, a thinning and four scores per
 #: image).

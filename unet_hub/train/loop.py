@@ -31,9 +31,22 @@ from huggingface_hub import CommitInfo
 from torch.utils.data import DataLoader, RandomSampler
 from tqdm.auto import tqdm
 
-from .augment import AUGMENT_MODES, AugmentParams, build_augment, describe_augment
-from .checkpoint import (
-    CHECKPOINT_NAME,
+from unet_hub.data.augment import AUGMENT_MODES, AugmentParams, build_augment, describe_augment
+from unet_hub.data.dataset import SegmentationDataset
+from unet_hub.data.pairs import find_pairs, select_stems, split_validation
+from unet_hub.errors import ConfigError, DataError, UNetHubError
+from unet_hub.evaluate.evaluator import Evaluation, Evaluator, evaluate_model
+from unet_hub.files import CHECKPOINT_NAME, CURVE_NAME, INTERRUPTED_DIR, LAST_DIR, LOG_NAME
+from unet_hub.hub.publish import (
+    HubError,
+    check_push_access,
+    push_model_folder,
+)
+from unet_hub.infer.runners import probabilities_from_logits
+from unet_hub.infer.segment import resolve_device
+from unet_hub.model.save import save_model_folder
+from unet_hub.model.unet import UNet
+from unet_hub.train.checkpoint import (
     fault_point,
     read_checkpoint,
     read_checkpoint_state,
@@ -41,14 +54,15 @@ from .checkpoint import (
     restore,
     save_checkpoint,
 )
-from .data import SegmentationDataset, find_pairs, select_stems, split_validation
-from .errors import ConfigError, DataError, UNetHubError
-from .evaluation import Evaluation, Evaluator, evaluate_model
-from .hub import CURVE_NAME, LOG_NAME, HubError, check_push_access, push_model_folder
-from .inference import probabilities_from_logits, resolve_device
-from .losses import LOSSES, SIGMA, W0, SegmentationLoss, describe_loss, unet_weight_map
-from .model import UNet
-from .optim import (
+from unet_hub.train.losses import (
+    LOSSES,
+    SIGMA,
+    W0,
+    SegmentationLoss,
+    describe_loss,
+    unet_weight_map,
+)
+from unet_hub.train.optim import (
     OPTIMIZERS,
     SCHEDULES,
     LRSchedule,
@@ -56,11 +70,7 @@ from .optim import (
     describe_optimizer,
     describe_schedule,
 )
-from .packaging import save_model_folder
 
-LAST_DIR = "last"
-#: The model as it was when a run was interrupted (Ctrl-C).
-INTERRUPTED_DIR = "interrupted"
 MIXED_PRECISION = ("no", "fp16", "bf16")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 #: Options a resumed run may take anew; the others must stay as the run had them.
@@ -710,7 +720,7 @@ def _stopped_by_budget(epoch: int, cfg: TrainConfig) -> str:
 
 def _plot_curve(log_path: Path) -> bool:
     """Draw the training curve next to the log, when matplotlib is installed."""
-    from .curves import PlotError, plot_training_curve
+    from unet_hub.train.curves import PlotError, plot_training_curve
 
     try:
         plot_training_curve(log_path, log_path.with_name(CURVE_NAME))

@@ -24,23 +24,25 @@ from huggingface_hub import (
     EvalResult,
     ModelCard,
     PyTorchModelHubMixin,
-    constants,
-    hf_hub_download,
 )
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
-from .errors import ConfigError, ModelLoadError
-from .hub import HUB_ERRORS, fail_fast_if_unreachable, hub_error_message
-from .imaging import INPUT_SCALINGS
-from .parts import DoubleConv, Down, OutConv, Up
+from unet_hub.errors import ConfigError, ModelLoadError
+from unet_hub.files import CONFIG_NAME, WEIGHTS_NAME
+from unet_hub.model.config import INPUT_SCALINGS
+from unet_hub.model.download import (
+    HUB_ERRORS,
+    fail_fast_if_unreachable,
+    fetch,
+    hub_error_message,
+    looks_like_a_path,
+)
+from unet_hub.model.parts import DoubleConv, Down, OutConv, Up
+from unet_hub.model.weights import count_parameters, load_weights
 
 #: Version of the ``config.json`` layout; a saved model with a newer one is refused.
 CONFIG_FORMAT = 1
 LIBRARY_NAME = "unet-hub"
-WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE
-CONFIG_NAME = constants.CONFIG_NAME
 #: Keys that ``config.json`` holds besides the constructor arguments.
 _CONFIG_EXTRA_KEYS = ("format", "library_name", "model_type")
 #: The smallest side the four 2x poolings can take; smaller inputs are padded up to it.
@@ -70,7 +72,7 @@ class UNet(
             (64 gives the classic network).
         labels: the name of each output class, e.g. ``["cell interior"]``; by default
             ``["foreground"]`` for one class, ``["class 0", ...]`` for several.
-        input_scaling: how pixels are scaled to [0, 1] (see ``unet_hub.imaging``).
+        input_scaling: how pixels are scaled to [0, 1] (see ``unet_hub.data.images``).
         threshold: recommended probability threshold for a binary mask.
     """
 
@@ -150,7 +152,7 @@ class UNet(
         is_folder = os.path.isdir(name)
         if is_folder and not os.path.isfile(os.path.join(name, CONFIG_NAME)):
             raise ModelLoadError(f"{name}: no {CONFIG_NAME} in this folder; not a unet-hub model")
-        if not is_folder and _looks_like_a_path(name):
+        if not is_folder and looks_like_a_path(name):
             raise ModelLoadError(f"{name}: no such model folder")
         try:
             if not is_folder:
@@ -233,22 +235,17 @@ class UNet(
         if config is None:
             # The mixin swallows the reason a config could not be fetched: fetch it again
             # to report that reason, or say plainly that the config is missing.
-            _fetch(model_id, CONFIG_NAME, **hub_kwargs)
+            fetch(model_id, CONFIG_NAME, **hub_kwargs)
             raise ModelLoadError(f"{model_id}: no {CONFIG_NAME}; this is not a unet-hub model")
         check_saved_config(config, source=model_id)
         model = cls(**model_kwargs)
-        weights_file = _fetch(model_id, WEIGHTS_NAME, **hub_kwargs)
+        weights_file = fetch(model_id, WEIGHTS_NAME, **hub_kwargs)
         load_weights(model, weights_file, source=model_id)
         return model.to(map_location).eval()
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 # -- config validation ------------------------------------------------------------------
@@ -334,62 +331,3 @@ def check_saved_config(config: dict[str, Any], source: str) -> None:
 
 
 # -- weights ----------------------------------------------------------------------------
-
-
-def _fetch(model_id: str, filename: str, **hub_kwargs: Any) -> str:
-    """Path of ``filename`` in a local model folder, or downloaded from a Hub repo."""
-    if os.path.isdir(model_id):
-        path = os.path.join(model_id, filename)
-        if not os.path.isfile(path):
-            raise ModelLoadError(
-                f"{model_id}: no {filename} in this folder; it is not a complete unet-hub model"
-            )
-        return path
-    if os.path.exists(model_id):
-        raise ModelLoadError(f"{model_id} is a file; give the model's folder or a Hub repo id")
-    try:
-        return hf_hub_download(repo_id=model_id, filename=filename, **hub_kwargs)
-    except HUB_ERRORS as e:
-        message = hub_error_message(
-            model_id, e, filename=filename, revision=hub_kwargs.get("revision")
-        )
-        raise ModelLoadError(message) from None
-
-
-def _looks_like_a_path(name: str) -> bool:
-    """True for names that can only be meant as local paths, not as Hub repo ids."""
-    parent = os.path.dirname(name)
-    return (
-        os.path.isabs(name)
-        or name.startswith((".", "~"))
-        or os.sep in name.replace("/", "", 1)
-        or (parent not in ("", ".") and os.path.isdir(parent))
-    )
-
-
-def load_weights(model: nn.Module, weights_file: str, source: str) -> None:
-    """Load a safetensors file into ``model``, refusing any name or shape mismatch."""
-    try:
-        state = load_file(weights_file)
-    except (SafetensorError, OSError) as e:
-        raise ModelLoadError(f"{source}: {WEIGHTS_NAME} is unreadable or corrupted ({e})") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = [
-        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or wrong_shape:
-        details = "; ".join(
-            f"{what}: {', '.join(items[:3])}{' ...' if len(items) > 3 else ''}"
-            for what, items in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("wrong shape", wrong_shape),
-            )
-            if items
-        )
-        raise ModelLoadError(f"{source}: the weights do not match config.json ({details})")
-    model.load_state_dict(state, strict=True)

@@ -10,10 +10,8 @@ from typing import Any
 
 import torch
 
-from .model import UNet
-
-#: The files that make up a saved model.
-MODEL_FILES = ("config.json", "model.safetensors", "README.md")
+from unet_hub.files import MODEL_FILES
+from unet_hub.model.unet import UNet
 
 
 def save_model_folder(

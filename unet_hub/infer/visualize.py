@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .imaging import to_model_input
+from unet_hub.data.images import to_model_input
 
 #: Overlay colours (RGB) for classes 1, 2, ...; class 0 of a multi-class model is left clear.
 PALETTE = np.array(

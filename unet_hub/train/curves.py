@@ -5,7 +5,7 @@ the best epoch marked.
 matplotlib is optional (``pip install 'unet-hub[plot]'``) and imported only when a curve
 is drawn; it draws with the Agg canvas directly, so no global backend is switched.
 
-    python -m unet_hub.curves RUN_DIR_OR_CSV [--out PNG]
+    python -m unet_hub.train.curves RUN_DIR_OR_CSV [--out PNG]
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UNetHubError
-from .hub import CURVE_NAME, LOG_NAME
+from unet_hub.errors import UNetHubError
+from unet_hub.files import CURVE_NAME, LOG_NAME
 
 #: The PNG's size: FIGSIZE inches at DPI, i.e. 800×400 pixels.
 FIGSIZE = (8.0, 4.0)
@@ -156,7 +156,7 @@ def _log_path(run: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m unet_hub.curves",
+        prog="python -m unet_hub.train.curves",
         description="Draw a run's training curve (loss and validation Dice per epoch) as a PNG.",
     )
     parser.add_argument("run", type=Path, help=f"a run folder (holding {LOG_NAME}) or the CSV")

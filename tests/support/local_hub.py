@@ -832,7 +832,7 @@ def client_env(
 def main(argv: list[str] | None = None) -> None:
     """Command line: serve a LocalHub until interrupted."""
     parser = argparse.ArgumentParser(
-        prog="python -m unet_hub.testing.hub_server",
+        prog="python -m support.local_hub",
         description="Local Hugging Face Hub-compatible server for tests.",
     )
     parser.add_argument("--root", type=Path, required=True, help="folder where repos are stored")

@@ -23,9 +23,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
-from .errors import UNetHubError
+from unet_hub.errors import UNetHubError
+from unet_hub.files import CHECKPOINT_NAME
 
-CHECKPOINT_NAME = "checkpoint.safetensors"
 #: Bumped when the layout changes in a way older code cannot read.
 CHECKPOINT_FORMAT = 1
 _META_KEY = "unet_hub_checkpoint"

@@ -16,20 +16,18 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from .errors import UNetHubError
-from .fastpath import prepare
-from .hub import card_eval_dataset, card_metrics, load_model_card
-from .imaging import read_image
-from .inference import mask_from_probabilities, segment
-from .model import UNet, count_parameters
-from .visualize import colour_name, display_image, overlay, probability_map
+from unet_hub.data.images import read_image
+from unet_hub.errors import UNetHubError
+from unet_hub.files import BUNDLED_MODEL, EXAMPLES_DIR
+from unet_hub.hub.cards import card_eval_dataset, card_metrics, load_model_card
+from unet_hub.infer.backends import prepare
+from unet_hub.infer.segment import mask_from_probabilities, segment
+from unet_hub.infer.visualize import colour_name, display_image, overlay, probability_map
+from unet_hub.model.unet import UNet
+from unet_hub.model.weights import count_parameters
 
 log = logging.getLogger(__name__)
 
-#: The model shipped inside the package, used when UNET_MODEL is not set.
-BUNDLED_MODEL = Path(__file__).resolve().parent / "pretrained" / "isbi2012"
-#: Example images shipped with the project (present in a source checkout or a Space).
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples" / "isbi2012" / "test"
 #: Uploads above this many pixels are refused before decoding (override: UNET_MAX_PIXELS).
 MAX_PIXELS = int(os.environ.get("UNET_MAX_PIXELS", 25_000_000))
 #: Uploads above this size are refused by Gradio itself.

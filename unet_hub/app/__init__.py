@@ -1,0 +1,1 @@
+"""The Gradio web app served by ``app.py``."""

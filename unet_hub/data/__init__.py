@@ -1,0 +1,1 @@
+"""Images and masks on disk, training data sets, and augmentation."""

@@ -1,0 +1,1 @@
+"""Metrics and the evaluator that scores a model's predictions against masks."""

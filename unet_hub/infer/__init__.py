@@ -1,0 +1,1 @@
+"""Running a model on images: tiling, fast backends, ONNX export, pictures of the result."""

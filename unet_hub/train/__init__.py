@@ -1,0 +1,1 @@
+"""Training: options, the loop, its run folder and checkpoints, losses and optimisers."""
