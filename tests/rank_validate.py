@@ -1,4 +1,4 @@
-"""Validate a saved model with ``unet_hub.train.loop.validate`` on every process and write
+"""Validate a saved model with ``unet_hub.evaluate.evaluator.validate`` on every process and write
 what the main process got, for the DDP tests.
 
 Usage: ``torchrun --nproc_per_node 2 tests/rank_validate.py MODEL DATA OUT_JSON``.
@@ -13,7 +13,7 @@ from accelerate import Accelerator
 from unet_hub import UNet
 from unet_hub.data.dataset import SegmentationDataset
 from unet_hub.data.pairs import find_pairs
-from unet_hub.train.loop import validate
+from unet_hub.evaluate.evaluator import validate
 from unet_hub.train.losses import SegmentationLoss
 
 if __name__ == "__main__":

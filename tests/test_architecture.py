@@ -19,6 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "unet_hub"
 #: independent of each other. ``unet_hub/__init__.py`` (the public API) is above all.
 LAYERS = {
     "errors": 0,
+    "metric_names": 0,
     "version": 0,
     "files": 0,
     "model": 1,
@@ -55,7 +56,8 @@ def imported_modules(path: Path, name: str, known: set[str]) -> set[str]:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
             # "from pkg import module" imports the module; "from module import name" the module
-            targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            modules = [f"{base}.{alias.name}" for alias in node.names]
+            targets = [m for m in modules if m in known] or [base]
         else:
             continue
         for target in targets:

@@ -154,8 +154,8 @@ def test_same_seed_same_augmentation():
 def test_build_augment_modes():
     assert build_augment("none") is None
     assert isinstance(build_augment("none", replace(NOTHING, crop_size=32)), RandomCrop)
-    assert isinstance(build_augment("seed"), RandomFlip)
-    assert build_augment("seed", AugmentParams(flip=False)) is None
+    assert isinstance(build_augment("flips"), RandomFlip)
+    assert build_augment("flips", AugmentParams(flip=False)) is None
     assert isinstance(build_augment("paper"), PaperAugment)
     with pytest.raises(ValueError, match="augment must be one of"):
         build_augment("fancy")

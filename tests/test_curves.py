@@ -14,7 +14,7 @@ from conftest import ROOT
 from unet_hub.errors import UNetHubError
 from unet_hub.files import CURVE_NAME, LOG_NAME
 from unet_hub.train.curves import PlotError, plot_training_curve
-from unet_hub.train.loop import EpochStats, _write_log_row
+from unet_hub.train.run_folder import EpochStats, RunFolder
 
 #: matplotlib's default colours of the curves: training loss, validation loss, Dice, best.
 COLOURS = {"C0": (31, 119, 180), "C1": (255, 127, 14), "C2": (44, 160, 44), "C3": (214, 39, 40)}
@@ -29,7 +29,7 @@ def write_log(run: Path, epochs: int = 12, validated: bool = True) -> Path:
         val = (0.6 / epoch + 0.2, dice, dice - 0.05, 0.08, 0.3) if validated else (None,) * 5
         stats = EpochStats(epoch, 0.7 / epoch + 0.25, *val, lr=1e-3, seconds=17.0)
         stats.best = epoch <= 9 if validated else epoch <= 4
-        _write_log_row(log, stats)
+        RunFolder(run).append_log(stats)
     return log
 
 

@@ -13,9 +13,11 @@ from conftest import ROOT
 from unet_hub import UNet
 from unet_hub.data.pairs import find_pairs, parse_stems, select_stems
 from unet_hub.errors import DataError
-from unet_hub.evaluate.evaluator import THINNED, evaluate_pairs
+from unet_hub.evaluate.evaluator import evaluate_pairs
 from unet_hub.evaluate.metrics import EM_SCORES
-from unet_hub.train.loop import TrainConfig, train
+from unet_hub.metric_names import THINNED
+from unet_hub.train.loop import train
+from unet_hub.train.options import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +25,7 @@ def tiny_model(tmp_path_factory) -> tuple[Path, Path]:
     """A 1-epoch width-2 model on the shipped sample at 32×32, and its data folder."""
     data = ROOT / "examples" / "isbi2012" / "train"
     out = tmp_path_factory.mktemp("tiny") / "model"
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_options(
         data=str(data), out=str(out), epochs=1, image_size=32, base_channels=2, val_slices="3"
     )
     train(cfg)
@@ -114,4 +116,8 @@ def test_stem_selection(sample_data):
     with pytest.raises(DataError, match="no file matches"):
         select_stems(pairs, "7")
     with pytest.raises(DataError, match="holds out every file"):
-        train(TrainConfig(data=str(sample_data), out=str(sample_data / "o"), val_slices="0-3"))
+        train(
+            TrainConfig.from_options(
+                data=str(sample_data), out=str(sample_data / "o"), val_slices="0-3"
+            )
+        )

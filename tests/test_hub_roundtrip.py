@@ -75,7 +75,7 @@ def predictions(source, **kwargs):
     return {
         "probabilities": [sha(segment(model, image)) for image in images],
         "masks": [sha(predict_mask(model, image)) for image in images],
-        "config": model.config,
+        "config": model.config.to_dict(),
     }
 
 

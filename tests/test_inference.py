@@ -268,11 +268,11 @@ def test_several_classes_sum_to_one(shape, options):
 def test_predict_mask_uses_the_models_threshold(tiny):
     image = noise((64, 48))
     probs = segment(tiny, image)
-    tiny.config["threshold"] = float(np.median(probs))  # a threshold that splits the pixels
+    tiny.update_config(threshold=float(np.median(probs)))  # a threshold that splits the pixels
     try:
         mask = predict_mask(tiny, image)
     finally:
-        tiny.config["threshold"] = 0.5
+        tiny.update_config(threshold=0.5)
     assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 255}
     assert np.array_equal(mask, np.where(probs > np.median(probs), 255, 0))
     assert np.array_equal(predict_mask(tiny, image, threshold=0.0), np.full((64, 48), 255))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unet_hub.evaluate.evaluator import RAND_THRESHOLDS, THINNED, Evaluator
+from unet_hub.evaluate.evaluator import RAND_THRESHOLDS, Evaluator
 from unet_hub.evaluate.metrics import (
     em_scores,
     f_scores,
@@ -13,6 +13,7 @@ from unet_hub.evaluate.metrics import (
     label_cells,
     thin_boundaries,
 )
+from unet_hub.metric_names import THINNED
 
 
 def cells_image() -> np.ndarray:

@@ -131,6 +131,19 @@ def test_resume_keeps_the_runs_settings(tmp_path, uninterrupted):
     assert missing.returncode == 2 and "nothing to resume" in missing.stderr
 
 
+def test_an_option_given_again_counts_even_when_it_equals_its_default(tmp_path):
+    """The run trained with --lr 1e-3 and adamw; 1e-5 and rmsprop are the defaults."""
+    out = tmp_path / "run"
+    first = train_py(*TINY, "--epochs", "1", "--lr-schedule", "none", "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    refused = train_py("--resume", str(out), "--epochs", "2", "--optimizer", "rmsprop")
+    assert refused.returncode == 2
+    assert "--optimizer rmsprop differs from the run" in refused.stderr
+    gentler = train_py("--resume", str(out), "--epochs", "2", "--lr", "1e-5")
+    assert gentler.returncode == 0, gentler.stderr
+    assert [float(r["lr"]) for r in log_rows(out)] == [1e-3, 1e-5]
+
+
 def test_ctrl_c_saves_the_model_and_says_how_to_resume(tmp_path, uninterrupted):
     out = tmp_path / "run"
     proc = subprocess.Popen(

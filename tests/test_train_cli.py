@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,9 @@ from conftest import ROOT
 from unet_hub import UNet, predict_mask, read_image, segment
 from unet_hub.data.pairs import find_pairs
 from unet_hub.evaluate.evaluator import evaluate_pairs
-from unet_hub.train.loop import TrainConfig, train
+from unet_hub.train.loop import train
 from unet_hub.train.optim import PLATEAU_FACTOR, PLATEAU_PATIENCE, LRSchedule, build_optimizer
+from unet_hub.train.options import TrainConfig
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -93,7 +95,7 @@ def test_training_writes_a_loadable_model_and_a_log(trained):
 
 
 def test_best_model_is_chosen_by_validation_dice(tmp_path, sample_data):
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_options(
         data=str(sample_data),
         out=str(tmp_path / "m"),
         epochs=3,
@@ -116,7 +118,7 @@ def test_best_model_is_chosen_by_validation_dice(tmp_path, sample_data):
 def test_same_seed_same_model(tmp_path, sample_data):
     weights = []
     for name in ("a", "b"):
-        cfg = TrainConfig(
+        cfg = TrainConfig.from_options(
             data=str(sample_data),
             out=str(tmp_path / name),
             epochs=1,
@@ -184,6 +186,37 @@ def test_cli_bad_data_is_one_line_not_a_traceback(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_help_groups_the_options_by_concern():
+    result = run("train.py", "--help")
+    titles = [line[:-1] for line in result.stdout.splitlines() if re.fullmatch(r"\w[\w ]*:", line)]
+    assert titles == [
+        "options",
+        "data",
+        "model",
+        "augmentation",
+        "loss",
+        "optimiser",
+        "schedule and budget",
+        "run",
+        "system",
+        "output and publishing",
+    ]
+    model_part = result.stdout.split("\nmodel:\n")[1].split("\naugmentation:\n")[0]
+    assert "--base-channels" in model_part and "--labels" in model_part
+    assert "--lr" not in model_part
+
+
+def test_the_old_name_of_an_option_value_still_works_with_a_note(tmp_path):
+    out = tmp_path / "o"
+    result = run(
+        *("train.py", "--data", str(ROOT / "examples" / "isbi2012" / "train"), "--out", str(out)),
+        *("--epochs", "1", "--image-size", "32", "--base-channels", "2", "--augment", "seed"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "note: --augment seed is now called --augment flips" in result.stderr
+    assert "random flips" in (out / "README.md").read_text()
+
+
 def test_help_shows_the_recipe_defaults():
     result = run("train.py", "--help")
     assert result.returncode == 0
@@ -197,7 +230,7 @@ def test_help_shows_the_recipe_defaults():
         "images per optimisation step (default: 1)",
         # the paper's recipe, issue 6
         "(default: bce)",
-        "(default: seed)",
+        "(default: flips)",
         "--augment paper: std (px) of the elastic displacements on a 3×3 grid (0 = off) "
         "(default: 10.0)",
         "--loss weighted: weight of the gaps between neighbouring cells (default: 10.0)",
@@ -213,7 +246,7 @@ def test_help_shows_the_recipe_defaults():
 
 
 def test_the_seed_recipe_is_still_the_default():
-    cfg = TrainConfig(data="d", out="o")
+    cfg = TrainConfig.from_options(data="d", out="o")
     assert cfg.recipe() == (
         "RMSprop(lr=1e-05, weight_decay=1e-08, momentum=0.9), BCEWithLogitsLoss, "
         "random flips, batch size 1"
@@ -258,7 +291,7 @@ def test_paper_augmentation_and_weighted_loss_end_to_end(tmp_path):
 
 
 def test_a_time_budget_stops_training_and_says_so(tmp_path, sample_data):
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_options(
         data=str(sample_data),
         out=str(tmp_path / "m"),
         epochs=50,
@@ -308,7 +341,7 @@ def test_select_threshold_card_note_and_training_curve(tmp_path, sample_data):
     """--select-threshold stores the best-Rand threshold of the validation data; the card
     carries the note, the threshold's origin and the training curve."""
     note = "Mask 255 = cell interior, 0 = membrane."
-    cfg = TrainConfig(
+    cfg = TrainConfig.from_options(
         data=str(sample_data),
         out=str(tmp_path / "m"),
         epochs=3,
@@ -323,7 +356,7 @@ def test_select_threshold_card_note_and_training_curve(tmp_path, sample_data):
     result = train(cfg)
     model = UNet.from_pretrained(tmp_path / "m")
     # found again, independently, on the held-out slice at the training threshold
-    model.config["threshold"] = 0.5
+    model.update_config(threshold=0.5)
     pairs = [p for p in find_pairs(sample_data) if p[0].stem == "03"]
     again = evaluate_pairs(model, pairs, image_size=64)
     saved = json.loads((tmp_path / "m" / "config.json").read_text())
@@ -343,7 +376,7 @@ def test_predict_cli_uses_the_models_recommended_threshold(trained, tmp_path, sa
     probabilities = segment(model, read_image(sample_test_image))
     # a threshold that makes a visible difference on this image
     threshold = float(np.quantile(probabilities, 0.3))
-    model.config["threshold"] = round(threshold, 4)
+    model.update_config(threshold=round(threshold, 4))
     model.save_pretrained(tmp_path / "model")
     result = run(
         "-m", "unet_hub.cli", "predict", str(tmp_path / "model"), str(sample_test_image),

@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import shlex
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from unet_hub.errors import UNetHubError
-
-if typing.TYPE_CHECKING:
-    from unet_hub.train.loop import TrainConfig
+from unet_hub.files import LAST_DIR
+from unet_hub.train.options import (
+    GROUPS,
+    OPTIONS,
+    RENAMED_VALUES,
+    Option,
+    TrainConfig,
+    iter_options,
+)
 
 PROG = "unet-hub"
 
@@ -28,34 +34,59 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Show an option's default unless it has none."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.required:
+        if action.default in (None, argparse.SUPPRESS) or action.required:
             return action.help
         return super()._get_help_string(action)
 
 
-def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One ``--option`` per dataclass field, with its type, default and help text."""
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        hint = hints[f.name]
-        args = typing.get_args(hint)
-        optional = type(None) in args
-        if optional or isinstance(hint, types.UnionType):
-            hint = next(a for a in args if a is not type(None))
-        kwargs: dict = {"help": f.metadata.get("help", ""), "dest": f.name}
-        if "choices" in f.metadata:
-            kwargs["choices"] = f.metadata["choices"]
-        if f.metadata.get("required"):
-            kwargs["required"] = True
-        else:
-            kwargs["default"] = f.default
-        if hint is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(hint) is list:
-            kwargs.update(nargs="+", type=typing.get_args(hint)[0])
-        else:
-            kwargs["type"] = hint
-        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    """One ``--option`` per training option, in one argument group per concern. Options
+    not given on the command line are left out of the parsed namespace (SUPPRESS), so
+    "given" means given, also when a value equals its default."""
+    groups = {attr: parser.add_argument_group(title) for attr, title in GROUPS}
+    for option in iter_options():
+        groups[option.group].add_argument(
+            "--" + option.name.replace("_", "-"), **_option_kwargs(option)
+        )
+
+
+def _option_kwargs(option: Option) -> dict[str, Any]:
+    hint = option.type
+    args = typing.get_args(hint)
+    if type(None) in args or isinstance(hint, types.UnionType):
+        hint = next(a for a in args if a is not type(None))
+    help_text = option.help
+    if option.default is not None:
+        shown = option.default
+        if isinstance(shown, bool):
+            shown = "on" if shown else "off"
+        help_text += f" (default: {shown})"
+    if option.resumable:
+        help_text += " [may change on --resume]"
+    kwargs: dict[str, Any] = {"help": help_text, "dest": option.name, "default": argparse.SUPPRESS}
+    if hint is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif typing.get_origin(hint) is tuple:
+        kwargs.update(nargs="+", type=typing.get_args(hint)[0])
+    else:
+        kwargs["type"] = _renamed(option.name, hint) if option.name in RENAMED_VALUES else hint
+    if option.choices:
+        kwargs["choices"] = option.choices
+    return kwargs
+
+
+def _renamed(name: str, convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An option value parser that accepts the old spelling of a value, with a note."""
+
+    def parse(text: str) -> Any:
+        new = RENAMED_VALUES[name].get(text)
+        if new is None:
+            return convert(text)
+        flag = "--" + name.replace("_", "-")
+        print(f"note: {flag} {text} is now called {flag} {new}", file=sys.stderr)
+        return new
+
+    return parse
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -114,14 +145,12 @@ def _max_pixels_hint():
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``unet-hub`` parser with its sub-commands."""
-    from unet_hub.train.loop import TrainConfig
-
     fmt = _HelpFormatter
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser("train", help="train a U-Net on image/mask pairs", formatter_class=fmt)
-    _add_dataclass_options(train, TrainConfig)
+    _add_train_options(train)
     train.set_defaults(handler=_train)
 
     predict = sub.add_parser("predict", help="write a mask PNG for each image", formatter_class=fmt)
@@ -199,35 +228,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train_options(args: argparse.Namespace) -> dict:
-    """The ``TrainConfig`` fields of parsed ``train`` arguments."""
-    from unet_hub.train.loop import TrainConfig
-
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return {k: v for k, v in vars(args).items() if k in names}
+def _given_train_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The training options given on the command line (and only those)."""
+    return {k: v for k, v in vars(args).items() if k in OPTIONS}
 
 
 def train_config(argv: Sequence[str]) -> TrainConfig:
     """The ``TrainConfig`` of a ``unet-hub train`` / ``train.py`` command line (its
-    options, without the command), for scripts that call ``training.train`` directly."""
-    from unet_hub.train.loop import TrainConfig
-
-    return TrainConfig(**_train_options(build_parser().parse_args(["train", *argv])))
+    options, without the command), for scripts that call ``train`` directly."""
+    args = build_parser().parse_args(["train", *argv])
+    return TrainConfig.from_options(_given_train_options(args))
 
 
 def _train(args: argparse.Namespace) -> int:
-    from unet_hub.train.loop import TrainConfig, resume_config, train
+    from unet_hub.train.loop import resume_config, train
 
-    options = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    given = _train_options(args)
-    if args.resume:
-        changed = {k: v for k, v in given.items() if v != options[k]}
-        cfg = resume_config(args.resume, changed)
-    elif args.data is None or args.out is None:
+    given = _given_train_options(args)
+    if given.get("resume"):
+        cfg = resume_config(given["resume"], given)
+    elif not given.get("data") or not given.get("out"):
         print("error: train needs --data and --out (or --resume RUN_DIR)", file=sys.stderr)
         return 2
     else:
-        cfg = TrainConfig(**given)
+        cfg = TrainConfig.from_options(given)
     result = train(cfg, command=_command_line())
     if not result.main:
         return 0  # the main process reports for all
@@ -235,11 +258,11 @@ def _train(args: argparse.Namespace) -> int:
     summary = f"best epoch {result.best_epoch}"
     if best.val_dice is not None:
         summary += f": validation Dice {best.val_dice:.4f}, IoU {best.val_iou:.4f}"
-    print(f"{summary}\nbest model: {result.out}/  (last epoch: {result.out}/last/)")
+    print(f"{summary}\nbest model: {result.out}/  (last epoch: {result.out}/{LAST_DIR}/)")
     if result.evaluation is not None:
         print(f"\nthe best model on the validation data:\n{result.evaluation.table()}")
     if result.commit is not None:
-        print(f"pushed to {cfg.push_to_hub}: {result.commit.commit_url}")
+        print(f"pushed to {cfg.output.push_to_hub}: {result.commit.commit_url}")
     return 0
 
 

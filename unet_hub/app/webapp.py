@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from unet_hub import metric_names
 from unet_hub.data.images import read_image
 from unet_hub.errors import UNetHubError
 from unet_hub.files import BUNDLED_MODEL, EXAMPLES_DIR
@@ -42,12 +43,6 @@ class Result:
     picture: np.ndarray  # the image as the model saw it, uint8 RGB
 
 
-#: The card metrics the page shows: Dice and IoU of each class (names start so), and
-#: two EM figures at the model's threshold (exact names).
-HEADLINE_PREFIXES = ("Dice", "IoU")
-HEADLINE_NAMES = ("pixel error (1 - accuracy)", "adapted Rand error")
-
-
 def _upload_path(payload: Any) -> str | None:
     """The file path of an image upload that Gradio has not preprocessed.
 
@@ -57,6 +52,13 @@ def _upload_path(payload: Any) -> str | None:
     if payload is None or isinstance(payload, str):
         return payload
     return payload.get("path") if isinstance(payload, dict) else getattr(payload, "path", None)
+
+
+def _is_headline(name: str) -> bool:
+    """Whether the page shows this card metric: Dice and IoU of each class, pixel error
+    and adapted Rand error at the model's threshold (not the thinned or swept ones)."""
+    per_class = name.startswith((f"{metric_names.DICE} (", f"{metric_names.IOU} ("))
+    return per_class or name in (metric_names.PIXEL_ERROR, metric_names.RAND_ERROR)
 
 
 def model_source() -> str:
@@ -75,10 +77,8 @@ def describe_model(model: UNet, source: str, metrics: dict[str, float], dataset:
         f"running on {prepare(model).backend}."
     ]
     # The headline scores only (the card has them all); losses mean little to a reader.
-    scores = {k.removeprefix("validation "): v for k, v in metrics.items()}
-    scores = {
-        k: v for k, v in scores.items() if k.startswith(HEADLINE_PREFIXES) or k in HEADLINE_NAMES
-    }
+    scores = {k.removeprefix(f"{metric_names.VALIDATION} "): v for k, v in metrics.items()}
+    scores = {k: v for k, v in scores.items() if _is_headline(k)}
     if scores:
         shown = ", ".join(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items()

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 #: The ``--augment`` modes: the seed recipe's flips, the paper's recipe, or nothing.
-AUGMENT_MODES = ("seed", "paper", "none")
+AUGMENT_MODES = ("flips", "paper", "none")
 #: cv2.flip codes: 1 mirrors left-right, 0 up-down, -1 both; None leaves the pair as is.
 FLIP_CODES = (-1, 0, 1, None)
 #: Every resampling mirrors at the border (like np.pad "reflect"), as the paper's tiles do.
@@ -281,7 +281,7 @@ class PaperAugment:
 def build_augment(mode: str, params: AugmentParams | None = None) -> Augment | None:
     """The training augmentation for an ``--augment`` mode (None: nothing to do).
 
-    ``seed`` flips (when ``params.flip``) and crops; ``paper`` is ``PaperAugment``;
+    ``flips`` flips (when ``params.flip``) and crops; ``paper`` is ``PaperAugment``;
     ``none`` only crops, when ``params.crop_size`` asks for it.
     """
     params = params or AugmentParams()
@@ -290,7 +290,7 @@ def build_augment(mode: str, params: AugmentParams | None = None) -> Augment | N
     if mode == "paper":
         return PaperAugment(params)
     steps: list[Augment] = []
-    if mode == "seed" and params.flip:
+    if mode == "flips" and params.flip:
         steps.append(RandomFlip())
     if params.crop_size:
         steps.append(RandomCrop(params.crop_size))
@@ -302,7 +302,7 @@ def build_augment(mode: str, params: AugmentParams | None = None) -> Augment | N
 def describe_augment(mode: str, params: AugmentParams) -> str:
     """A short description for the recipe line of logs and model cards."""
     crop = f", {params.crop_size}² crops" if params.crop_size else ""
-    if mode == "seed":
+    if mode == "flips":
         return ("random flips" if params.flip else "no augmentation") + crop
     if mode == "none":
         return "no augmentation" + crop

@@ -31,9 +31,9 @@ class SegmentationDataset(Dataset):
 
     With ``weight_map``, each mask's loss weight map is computed once, after resizing,
     and items are ``(image, target, weights H×W)``. Augmentation resamples the map with
-    the mask's geometry (linearly) rather than recomputing it, which would cost ~30-40 ms
-    per 512² sample: flips, rotations and shifts keep the distances between cells, and the
-    elastic field is so smooth (< 0.3 px change per px) that it barely alters them.
+    the mask's geometry (linearly) rather than recomputing it, which is slow (see
+    benchmarks/results/augment_speed.json): flips, rotations and shifts keep the distances
+    between cells, and the elastic field is so smooth that it barely alters them.
     """
 
     def __init__(

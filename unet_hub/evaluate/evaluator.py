@@ -26,14 +26,18 @@ benchmarks use them); ``EM_ROWS`` names every figure, for the table and the mode
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list, gather_object
 
+from unet_hub import metric_names
 from unet_hub.data.dataset import SegmentationDataset
 from unet_hub.data.images import DEFAULT_MAX_PIXELS
 from unet_hub.data.masks import mask_to_target
@@ -47,6 +51,7 @@ from unet_hub.evaluate.metrics import (
     label_cells,
     pixel_error,
 )
+from unet_hub.infer.runners import probabilities_from_logits
 from unet_hub.infer.segment import segment
 from unet_hub.model.unet import UNet
 
@@ -56,31 +61,29 @@ RAND_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
 #: Thresholds of the F-score sweep (free: one histogram serves them all).
 F_THRESHOLDS = np.arange(1, 100) / 100
 
-#: How the names of the scores after border thinning say so.
-THINNED = "(thinned borders)"
 #: The one-class metrics beyond pixel error, in the order of the table and the model card:
 #: (name, ``Evaluation`` field, field of the threshold it is at, None: the model's own).
 #: Rand and VI names without ``THINNED`` are the strict scores.
 EM_ROWS: tuple[tuple[str, str, str | None], ...] = (
-    ("challenge pixel error (1 - max F)", "challenge_pixel_error", "challenge_threshold"),
-    ("adapted Rand error", "rand_error", None),
-    ("adapted Rand error, best threshold", "best_rand_error", "best_rand_threshold"),
-    ("variation of information", "vi", None),
+    (metric_names.CHALLENGE_PIXEL_ERROR, "challenge_pixel_error", "challenge_threshold"),
+    (metric_names.RAND_ERROR, "rand_error", None),
+    (f"{metric_names.RAND_ERROR}, best threshold", "best_rand_error", "best_rand_threshold"),
+    (metric_names.VI, "vi", None),
     ("VI at the best Rand threshold", "vi_at_best", "best_rand_threshold"),
-    (f"adapted Rand error {THINNED}", "rand_error_thinned", None),
+    (f"{metric_names.RAND_ERROR} {metric_names.THINNED}", "rand_error_thinned", None),
     (
-        f"adapted Rand error {THINNED} at the best Rand threshold",
+        f"{metric_names.RAND_ERROR} {metric_names.THINNED} at the best Rand threshold",
         "rand_error_thinned_at_best",
         "best_rand_threshold",
     ),
     (
-        f"adapted Rand error {THINNED}, best threshold",
+        f"{metric_names.RAND_ERROR} {metric_names.THINNED}, best threshold",
         "best_rand_error_thinned",
         "best_rand_threshold_thinned",
     ),
-    (f"variation of information {THINNED}", "vi_thinned", None),
+    (f"{metric_names.VI} {metric_names.THINNED}", "vi_thinned", None),
     (
-        f"VI {THINNED} at its best Rand threshold",
+        f"VI {metric_names.THINNED} at its best Rand threshold",
         "vi_thinned_at_best",
         "best_rand_threshold_thinned",
     ),
@@ -134,8 +137,9 @@ class Evaluation:
         t = self.threshold
         rows: list[tuple[str, float, float | None]] = []
         for name, dice, iou in zip(self.labels, self.dice, self.iou, strict=True):
-            rows += [(f"Dice ({name})", dice, t), (f"IoU ({name})", iou, t)]
-        rows.append(("pixel error (1 - accuracy)", self.pixel_error, t))
+            rows += [(metric_names.per_class(metric_names.DICE, name), dice, t)]
+            rows += [(metric_names.per_class(metric_names.IOU, name), iou, t)]
+        rows.append((metric_names.PIXEL_ERROR, self.pixel_error, t))
         for name, key, at in EM_ROWS:
             value = getattr(self, key)
             if value is not None:
@@ -152,12 +156,14 @@ class Evaluation:
         tta = ", flip TTA" if self.tta else ""
         return "\n".join([*lines, f"({self.n_images} images{tta})"])
 
-    def card_metrics(self, prefix: str = "validation", overlap: bool = True) -> dict[str, float]:
+    def card_metrics(
+        self, prefix: str = metric_names.VALIDATION, overlap: bool = True
+    ) -> dict[str, float]:
         """The metrics under model-card names, naming the threshold where it is not the
         model's own; ``overlap=False`` leaves out Dice and IoU."""
         metrics = {}
         for name, value, at in self.rows():
-            if not overlap and name.startswith(("Dice", "IoU")):
+            if not overlap and name.startswith((metric_names.DICE, metric_names.IOU)):
                 continue
             suffix = "" if at is None or at == self.threshold else f" (at {at:.2f})"
             metrics[f"{prefix} {name}{suffix}"] = float(value)
@@ -251,10 +257,59 @@ class Evaluator:
         return evaluation
 
 
-def truth_from_mask(mask: np.ndarray, n_classes: int) -> np.ndarray:
-    """What ``Evaluator.add`` compares with: boolean foreground or class ids."""
-    target = mask_to_target(mask, n_classes)
+def truth_from_target(target: np.ndarray, n_classes: int) -> np.ndarray:
+    """What ``Evaluator.add`` compares with, from a training target (``mask_to_target``):
+    boolean foreground or class ids."""
     return target[0] > 0.5 if n_classes == 1 else target
+
+
+def truth_from_mask(mask: np.ndarray, n_classes: int) -> np.ndarray:
+    """What ``Evaluator.add`` compares with, from a mask image."""
+    return truth_from_target(mask_to_target(mask, n_classes), n_classes)
+
+
+@torch.no_grad()
+def validate(
+    model: UNet,
+    val_set: SegmentationDataset,
+    loss_fn: Callable[..., torch.Tensor],
+    accelerator: Accelerator | None = None,
+) -> tuple[float, Evaluation]:
+    """Mean loss per image and the metrics at the model's threshold (no sweep: cheap
+    enough for every epoch of training) over the whole validation set.
+
+    With several processes, process r scores images r, r + W, r + 2W... and the main
+    process gathers them in order, so no image is counted twice or missed; every process
+    gets the result.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    world = accelerator.num_processes if accelerator else 1
+    rank = accelerator.process_index if accelerator else 0
+    evaluator = Evaluator(model.n_classes, model.config.threshold, list(model.config.labels))
+    total = 0.0
+    for start in range(0, len(val_set), world):
+        mine = None
+        if start + rank < len(val_set):
+            x, y, *weights = (t[None].to(device) for t in val_set[start + rank])
+            with accelerator.autocast() if accelerator else contextlib.nullcontext():
+                logits = model(x).float()
+            loss = float(loss_fn(logits, y, *weights))
+            mine = (loss, probabilities_from_logits(logits)[0].cpu().numpy(), y[0].cpu().numpy())
+        gathered = gather_object([mine]) if world > 1 else [mine]
+        if rank != 0:
+            continue
+        for index, item in enumerate(gathered, start):  # process order = image order
+            if item is not None:
+                loss, probabilities, target = item
+                total += loss
+                truth = truth_from_target(target, model.n_classes)
+                scores = probabilities[0] if model.n_classes == 1 else probabilities
+                evaluator.add(scores, truth, name=val_set.pairs[index][0].stem)
+    result = [total / len(val_set), evaluator.result()] if rank == 0 else [None, None]
+    if world > 1:
+        broadcast_object_list(result)
+    return result[0], result[1]
 
 
 def evaluate_model(

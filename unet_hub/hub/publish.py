@@ -1,10 +1,9 @@
-"""The Hub side of a model beyond the mixin: reading a model's card, publishing a model
-folder, and turning the Hub client's errors into one-line messages that say what to do.
+"""Publishing a model folder to the Hub: one commit of the model's files and its card.
 
-A published unet-hub repo holds exactly ``PUBLISHED_FILES``: ``config.json``,
-``model.safetensors``, the model card ``README.md`` and, when training wrote one,
-``training_log.csv`` and its plot ``training_curve.png`` (plus the ``.gitattributes``
-the Hub creates).
+A published unet-hub repo holds exactly ``files.MODEL_FILES`` (``config.json``,
+``model.safetensors`` and the model card ``README.md``) and, when training wrote them,
+``files.OPTIONAL_FILES`` (the training log and its curve), plus the ``.gitattributes``
+the Hub creates. The Hub client's errors become one-line messages that say what to do.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id  # httpx: the client's HTTP library
 
+from unet_hub import metric_names
 from unet_hub.errors import UNetHubError
 from unet_hub.files import CARD_NAME, CONFIG_NAME, OPTIONAL_FILES, WEIGHTS_NAME
 from unet_hub.hub.cards import card_kwargs, card_metrics, card_training, load_model_card
@@ -148,8 +148,8 @@ def _operations(
 def _default_commit_message(card: ModelCard) -> str:
     metrics, training = card_metrics(card), card_training(card) or {}
     message = "Upload unet-hub model"
-    if "validation Dice" in metrics:
-        message += f" (validation Dice {metrics['validation Dice']:.4f}"
+    if metric_names.VAL_DICE in metrics:
+        message += f" ({metric_names.VAL_DICE} {metrics[metric_names.VAL_DICE]:.4f}"
         message += f", epoch {training['epoch']})" if "epoch" in training else ")"
     return message
 

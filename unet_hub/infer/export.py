@@ -8,15 +8,15 @@ file's metadata, so ``unet_hub.infer.runners.load_onnx(path)`` gives a runner ``
 ``int8=True`` adds static quantization (ONNX Runtime, QDQ format: per-channel int8
 weights, uint8 activations, min/max calibrated on ``calibration_images``). The first and
 last convolutions stay in float32: the first sees the raw image and the last writes the
-logits: on the bundled model, keeping them halved the mask pixels int8 changes on the
-shipped test slices (0.22 % -> 0.11 %) for a smaller speed-up (about 2.0x -> 1.7x over
-float32 ONNX Runtime). int8 changes the output, so it is only ever used on request.
+logits; keeping them in float32 trades some of the speed-up for fewer changed mask
+pixels (benchmarks/results/bench.md has the figures). int8 changes the output, so it is
+only ever used on request.
 
 Exporting traces the network with ``torch.export`` (seconds per architecture), but the
 traced graph depends only on the architecture, not the weights: it is kept, without
 weights, in memory and under ``$UNET_HUB_CACHE`` (default ``~/.cache/unet-hub``) and
 refilled with each model's weights. Every graph built that way is checked against
-PyTorch before use (``fastpath.check_runner``), so a stale one is never trusted.
+PyTorch before use (``runners.check_runner``), so a stale one is never trusted.
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def export_onnx(
         set_metadata(
             proto,
             {
-                CONFIG_METADATA_KEY: json.dumps(model.config),
+                CONFIG_METADATA_KEY: json.dumps(model.config.to_dict()),
                 BACKEND_METADATA_KEY: "onnx-int8",
                 INT8_CHANGE_METADATA_KEY: json.dumps(change),
             },

@@ -36,6 +36,7 @@ from unet_hub.infer.runners import (
     onnx_available,
 )
 from unet_hub.infer.tiling import ALIGN
+from unet_hub.model.config import USAGE_FIELDS
 
 if TYPE_CHECKING:
     import onnx
@@ -46,7 +47,7 @@ _templates: dict[str, onnx.ModelProto] = {}  # architecture key -> graph without
 
 class ExportError(UNetHubError):
     """The model cannot be exported as asked (an export that does not reproduce PyTorch
-    raises ``fastpath.BackendError``)."""
+    raises ``runners.BackendError``)."""
 
 
 def set_metadata(proto: onnx.ModelProto, values: dict[str, str]) -> None:
@@ -66,10 +67,6 @@ def set_metadata(proto: onnx.ModelProto, values: dict[str, str]) -> None:
 #: Sizes (batch, height, width) at which an export is checked against PyTorch: square,
 #: non-square, and 37×101 as ``segment`` pads it.
 CHECK_SHAPES = ((1, 64, 64), (1, 96, 160), (2, 48, 112))
-
-
-#: Config keys that do not change the network's graph (the rest select the architecture).
-_NOT_ARCHITECTURE = ("labels", "input_scaling", "threshold")
 
 
 #: Bump when the template layout changes, so old cached templates are ignored.
@@ -130,7 +127,7 @@ def _architecture_key(model: nn.Module) -> str:
     versions = [__version__, torch.__version__, version("onnx"), version("onnxscript")]
     key = {
         "class": f"{type(model).__module__}.{type(model).__qualname__}",
-        "architecture": {k: v for k, v in model.config.items() if k not in _NOT_ARCHITECTURE},
+        "architecture": {k: v for k, v in model.config.to_dict().items() if k not in USAGE_FIELDS},
         "versions": versions,
         "format": _TEMPLATE_FORMAT,
     }
@@ -222,7 +219,7 @@ def onnx_model(model: nn.Module, *, use_cache: bool = True) -> onnx.ModelProto:
         template = _strip(proto, set(weights))
         if template is not None:
             _store_template(key, template)
-    config = json.dumps(model.config)
+    config = json.dumps(model.config.to_dict())
     set_metadata(proto, {CONFIG_METADATA_KEY: config, BACKEND_METADATA_KEY: "onnx"})
     return proto
 

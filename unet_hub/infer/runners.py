@@ -16,7 +16,6 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +23,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from unet_hub.errors import UNetHubError
+from unet_hub.model.config import UNetConfig
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class Runner:
     """
 
     backend: str
-    config: dict[str, Any]
+    config: UNetConfig
 
     def __call__(self, batch: np.ndarray) -> torch.Tensor:
         raise NotImplementedError
@@ -113,7 +113,7 @@ class Runner:
 class TorchRunner(Runner):
     """A PyTorch module run under ``torch.inference_mode`` on its own device and dtype."""
 
-    def __init__(self, module: nn.Module, config: dict[str, Any], backend: str):
+    def __init__(self, module: nn.Module, config: UNetConfig, backend: str):
         param = next(module.parameters())
         self.module, self.config, self.backend = module, config, backend
         self.device, self.dtype = param.device, param.dtype
@@ -133,7 +133,7 @@ class OnnxRunner(Runner):
     def __init__(
         self,
         onnx_model: bytes | str | Path,
-        config: dict[str, Any],
+        config: UNetConfig,
         backend: str,
         threads: int | None = None,
     ):
@@ -173,7 +173,7 @@ def load_onnx(path: str | Path) -> OnnxRunner:
     metadata = read_onnx_metadata(path)
     if CONFIG_METADATA_KEY not in metadata:
         raise BackendError(f"{path}: not exported by unet-hub (no {CONFIG_METADATA_KEY} metadata)")
-    config = json.loads(metadata[CONFIG_METADATA_KEY])
+    config = UNetConfig.from_saved(json.loads(metadata[CONFIG_METADATA_KEY]), source=str(path))
     return OnnxRunner(Path(path), config, metadata.get(BACKEND_METADATA_KEY, "onnx"))
 
 

@@ -131,7 +131,7 @@ def segment(
 
     ``backend`` picks how the network runs (``unet_hub.infer.backends``): "auto" (the fastest
     that reproduces the model to 1e-4, prepared once per model), "eager", "fused" or
-    "onnx". ``model`` may also be a runner, e.g. ``fastpath.load_onnx("model.onnx")``.
+    "onnx". ``model`` may also be a runner, e.g. ``runners.load_onnx("model.onnx")``.
 
     Returns float32 on the CPU: H×W for one class, classes×H×W for several.
     """

@@ -9,12 +9,9 @@ is a constructor argument, so it travels in ``config.json``.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
-import types
-import typing
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,7 +26,13 @@ from torch import nn
 
 from unet_hub.errors import ConfigError, ModelLoadError
 from unet_hub.files import CONFIG_NAME, WEIGHTS_NAME
-from unet_hub.model.config import INPUT_SCALINGS
+from unet_hub.model.config import (
+    LIBRARY_NAME,
+    SAVED_EXTRA_KEYS,
+    USAGE_FIELDS,
+    UNetConfig,
+    field_names,
+)
 from unet_hub.model.download import (
     HUB_ERRORS,
     fail_fast_if_unreachable,
@@ -40,11 +43,6 @@ from unet_hub.model.download import (
 from unet_hub.model.parts import DoubleConv, Down, OutConv, Up
 from unet_hub.model.weights import count_parameters, load_weights
 
-#: Version of the ``config.json`` layout; a saved model with a newer one is refused.
-CONFIG_FORMAT = 1
-LIBRARY_NAME = "unet-hub"
-#: Keys that ``config.json`` holds besides the constructor arguments.
-_CONFIG_EXTRA_KEYS = ("format", "library_name", "model_type")
 #: The smallest side the four 2x poolings can take; smaller inputs are padded up to it.
 _MIN_SIDE = 16
 
@@ -63,45 +61,24 @@ class UNet(
 ):
     """U-Net (Ronneberger et al., 2015) with padded convolutions and BatchNorm.
 
-    Args:
-        n_channels: input channels (1 for grayscale, 3 for RGB).
-        n_classes: output channels; 1 means one foreground class scored by a sigmoid,
-            more mean mutually exclusive classes scored by a softmax.
-        bilinear: up-sample with bilinear interpolation (True) or transposed convolutions.
-        base_channels: width of the first level; the levels are 1, 2, 4, 8 and 8 times it
-            (64 gives the classic network).
-        labels: the name of each output class, e.g. ``["cell interior"]``; by default
-            ``["foreground"]`` for one class, ``["class 0", ...]`` for several.
-        input_scaling: how pixels are scaled to [0, 1] (see ``unet_hub.data.images``).
-        threshold: recommended probability threshold for a binary mask.
+    Built from a ``UNetConfig`` (``UNet(config)``) or from its fields as keywords
+    (``UNet(n_channels=3, base_channels=32)``); see ``UNetConfig`` for each field. The
+    config travels in ``config.json``; ``model.config`` is read-only, and what may change
+    after training (the recommended threshold, the class names, the pixel scaling) is
+    changed with ``model.update_config(...)``, validated.
     """
 
-    def __init__(
-        self,
-        n_channels: int = 1,
-        n_classes: int = 1,
-        bilinear: bool = True,
-        base_channels: int = 64,
-        labels: list[str] | None = None,
-        input_scaling: str = "dtype",
-        threshold: float = 0.5,
-    ):
+    def __init__(self, config: UNetConfig | None = None, **fields: Any):
         super().__init__()
-        if labels is None:
-            labels = ["foreground"] if n_classes == 1 else [f"class {i}" for i in range(n_classes)]
-        self.config = validate_config(
-            {
-                "n_channels": n_channels,
-                "n_classes": n_classes,
-                "bilinear": bilinear,
-                "base_channels": base_channels,
-                "labels": list(labels) if isinstance(labels, tuple) else labels,
-                "input_scaling": input_scaling,
-                "threshold": threshold,
-            }
-        )
-        b = base_channels
-        self.inc = DoubleConv(n_channels, b)
+        if config is not None and not isinstance(config, UNetConfig):
+            raise ConfigError(
+                f"UNet takes a UNetConfig or the config's fields as keywords, got {config!r}"
+            )
+        if config is not None and fields:
+            config = config.replace(**fields)
+        self._config = config if config is not None else UNetConfig(**_known_fields(fields))
+        b, bilinear = self._config.base_channels, self._config.bilinear
+        self.inc = DoubleConv(self._config.n_channels, b)
         self.down1 = Down(b, 2 * b)
         self.down2 = Down(2 * b, 4 * b)
         self.down3 = Down(4 * b, 8 * b)
@@ -110,15 +87,32 @@ class UNet(
         self.up2 = Up(8 * b, 2 * b, bilinear)
         self.up3 = Up(4 * b, b, bilinear)
         self.up4 = Up(2 * b, b, bilinear)
-        self.outc = OutConv(b, n_classes)
+        self.outc = OutConv(b, self._config.n_classes)
+
+    @property
+    def config(self) -> UNetConfig:
+        """The model's configuration (frozen; see ``update_config``)."""
+        return self._config
+
+    def update_config(self, **changes: Any) -> UNetConfig:
+        """Change what may change without touching the weights (``USAGE_FIELDS``: the
+        recommended threshold, the class names, the pixel scaling), validated."""
+        fixed = sorted(set(changes) - set(USAGE_FIELDS))
+        if fixed:
+            raise ConfigError(
+                f"{', '.join(fixed)} shape(s) the network and cannot change after it is "
+                f"built; only {', '.join(USAGE_FIELDS)} can"
+            )
+        self._config = self._config.replace(**changes)
+        return self._config
 
     @property
     def n_channels(self) -> int:
-        return self.config["n_channels"]
+        return self._config.n_channels
 
     @property
     def n_classes(self) -> int:
-        return self.config["n_classes"]
+        return self._config.n_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map a batch N×C×H×W to logits N×classes×H×W (any H and W)."""
@@ -171,12 +165,7 @@ class UNet(
         super()._save_pretrained(save_directory)
         # safetensors creates the file owner-only; a model folder is meant to be shared.
         (save_directory / WEIGHTS_NAME).chmod(0o644)
-        config = {
-            **self.config,
-            "format": CONFIG_FORMAT,
-            "library_name": LIBRARY_NAME,
-            "model_type": "unet",
-        }
+        config = self._config.to_saved_dict()
         (save_directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
 
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
@@ -188,7 +177,7 @@ class UNet(
         where the Hub and ``card_metrics`` read them.
         """
         card = super().generate_model_card(
-            *args, config=self.config, n_parameters=count_parameters(self), **kwargs
+            *args, config=self._config.to_dict(), n_parameters=count_parameters(self), **kwargs
         )
         metrics, dataset = kwargs.get("metrics"), kwargs.get("eval_dataset")
         if metrics and dataset:
@@ -237,8 +226,12 @@ class UNet(
             # to report that reason, or say plainly that the config is missing.
             fetch(model_id, CONFIG_NAME, **hub_kwargs)
             raise ModelLoadError(f"{model_id}: no {CONFIG_NAME}; this is not a unet-hub model")
-        check_saved_config(config, source=model_id)
-        model = cls(**model_kwargs)
+        saved = UNetConfig.from_saved(config, source=model_id)
+        overrides = {k: v for k, v in model_kwargs.items() if k not in SAVED_EXTRA_KEYS}
+        try:
+            model = cls(saved.replace(**overrides))
+        except ConfigError as e:
+            raise ModelLoadError(f"{model_id}: {e}") from None
         weights_file = fetch(model_id, WEIGHTS_NAME, **hub_kwargs)
         load_weights(model, weights_file, source=model_id)
         return model.to(map_location).eval()
@@ -248,86 +241,13 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
-# -- config validation ------------------------------------------------------------------
-
-_INIT_PARAMETERS = {
-    name: p for name, p in inspect.signature(UNet.__init__).parameters.items() if name != "self"
-}
-_TYPE_HINTS = typing.get_type_hints(UNet.__init__)
-
-
-def _type_ok(value: Any, hint: Any) -> bool:
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return any(_type_ok(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if typing.get_origin(hint) is list:
-        (item,) = typing.get_args(hint)
-        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def validate_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Check the constructor arguments' types and ranges; raise ``ConfigError`` naming
-    the first bad one. Returns the config with numbers normalised."""
-    for name, value in config.items():
-        hint = _TYPE_HINTS[name]
-        if not _type_ok(value, hint):
-            raise ConfigError(
-                f"{name} must be of type {getattr(hint, '__name__', hint)}, "
-                f"got {value!r} ({type(value).__name__})"
-            )
-    for name in ("n_channels", "n_classes", "base_channels"):
-        if config[name] < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {config[name]}")
-    if len(config["labels"]) != config["n_classes"]:
-        raise ConfigError(
-            f"labels must name each of the {config['n_classes']} classes, got {config['labels']}"
-        )
-    if config["input_scaling"] not in INPUT_SCALINGS:
-        raise ConfigError(
-            f"input_scaling must be one of {INPUT_SCALINGS}, got {config['input_scaling']!r}"
-        )
-    if not 0.0 < config["threshold"] < 1.0:
-        raise ConfigError(f"threshold must lie strictly between 0 and 1, got {config['threshold']}")
-    return {**config, "threshold": float(config["threshold"])}
-
-
-def check_saved_config(config: dict[str, Any], source: str) -> None:
-    """Check a ``config.json`` read from ``source`` before building a model from it."""
-    library = config.get("library_name")
-    if library is not None and library != LIBRARY_NAME:
-        raise ModelLoadError(
-            f"{source}: config.json is for library {library!r}, not {LIBRARY_NAME}; "
-            "load it with that library instead"
-        )
-    fmt = config.get("format", CONFIG_FORMAT)
-    if not isinstance(fmt, int) or fmt > CONFIG_FORMAT:
-        raise ModelLoadError(
-            f"{source}: config.json has format {fmt!r}, newer than this unet-hub reads "
-            f"({CONFIG_FORMAT}); upgrade unet-hub (pip install -U unet-hub)"
-        )
-    unknown = sorted(set(config) - set(_INIT_PARAMETERS) - set(_CONFIG_EXTRA_KEYS))
-    if library is None and (unknown or not set(config) & set(_INIT_PARAMETERS)):
-        # Without the library tag and with foreign keys, it was written by something else.
-        keys = ", ".join(sorted(config)[:5]) or "none"
-        raise ModelLoadError(
-            f"{source}: config.json is not a unet-hub config (keys: {keys}); "
-            "this model is for another library"
-        )
-    if unknown:
-        raise ModelLoadError(f"{source}: config.json has unknown keys {unknown}")
-    missing = [name for name in ("n_channels", "n_classes", "base_channels") if name not in config]
-    if missing:
-        raise ModelLoadError(f"{source}: config.json lacks the keys {missing}")
-    try:
-        validate_config({k: v for k, v in config.items() if k in _INIT_PARAMETERS})
-    except ConfigError as e:
-        raise ModelLoadError(f"{source}: config.json is invalid: {e}") from None
-
-
 # -- weights ----------------------------------------------------------------------------
+
+
+def _known_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(fields) - set(field_names()))
+    if unknown:
+        raise ConfigError(
+            f"unknown model config fields {unknown}; known: {', '.join(field_names())}"
+        )
+    return fields

@@ -142,10 +142,6 @@ class SegmentationLoss(nn.Module):
             raise ValueError(f"loss must be one of {LOSSES}, got {name!r}")
         self.name = name
 
-    @property
-    def needs_weights(self) -> bool:
-        return self.name == "weighted"
-
     def forward(
         self, logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
     ) -> torch.Tensor:

@@ -1,0 +1,123 @@
+"""What a training run is built from: its data sets, its Accelerate engine, its memory
+layout, and its seeds (every epoch's randomness depends only on seed, epoch and process,
+so a resumed run replays exactly)."""
+
+from __future__ import annotations
+
+import functools
+import random
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+
+from unet_hub.data.augment import build_augment
+from unet_hub.data.dataset import SegmentationDataset
+from unet_hub.data.pairs import find_pairs, select_stems, split_validation
+from unet_hub.errors import ConfigError, DataError
+from unet_hub.infer.segment import resolve_device
+from unet_hub.model.unet import UNet
+from unet_hub.train.losses import unet_weight_map
+from unet_hub.train.options import MIXED_PRECISION, TrainConfig
+
+
+def load_datasets(cfg: TrainConfig) -> tuple[SegmentationDataset, SegmentationDataset | None]:
+    """The training set and the validation set (None when there is none)."""
+    data = cfg.data
+    pairs = find_pairs(data.data)
+    if data.val_data:
+        train_pairs, val_pairs = pairs, find_pairs(data.val_data)
+    elif data.val_slices:
+        val_pairs, train_pairs = select_stems(pairs, data.val_slices)
+        if not train_pairs:
+            raise DataError(f"--val-slices {data.val_slices} holds out every file; keep some")
+    else:
+        train_pairs, val_pairs = split_validation(pairs, data.val_fraction)
+    weight_map = None
+    if cfg.loss.loss == "weighted":
+        weight_map = functools.partial(
+            unet_weight_map,
+            n_labels=max(2, cfg.model.n_classes),
+            w0=cfg.loss.w0,
+            sigma=cfg.loss.border_sigma,
+            balance=cfg.loss.class_balance,
+        )
+    common = {
+        "n_channels": cfg.model.n_channels,
+        "n_classes": cfg.model.n_classes,
+        "image_size": data.image_size,
+        "weight_map": weight_map,
+    }
+    augment = build_augment(cfg.augment.augment, cfg.augment.params())
+    train_set = SegmentationDataset(train_pairs, augment=augment, **common)
+    val_set = SegmentationDataset(val_pairs, **common) if val_pairs else None
+    batched = cfg.optim.batch_size > 1 and not cfg.augment.crop_size
+    if batched and len(train_set.sizes()) > 1:
+        raise DataError(
+            f"{data.data}: images of different sizes {sorted(train_set.sizes())} cannot be "
+            "batched; pass --image-size, --crop-size or --batch-size 1"
+        )
+    return train_set, val_set
+
+
+def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    """The Accelerate engine for ``cfg``: one process, or one per ``accelerate launch`` /
+    ``torchrun`` worker (DDP: gloo on CPUs, NCCL on GPUs)."""
+    system = cfg.system
+    if system.mixed_precision not in MIXED_PRECISION:
+        raise ConfigError(f"mixed_precision must be one of {MIXED_PRECISION}")
+    if cfg.optim.grad_accum < 1:
+        raise ConfigError(f"--grad-accum must be 1 or more, got {cfg.optim.grad_accum}")
+    device = resolve_device(system.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"--device {system.device}: this machine has no CUDA GPU; use --device cpu"
+        )
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device.index)
+    try:
+        return Accelerator(
+            cpu=device.type == "cpu",
+            mixed_precision=system.mixed_precision,
+            gradient_accumulation_steps=cfg.optim.grad_accum,
+        )
+    except (ValueError, RuntimeError) as e:
+        raise ConfigError(
+            f"--mixed-precision {system.mixed_precision} on {device.type}: {e}"
+        ) from None
+
+
+def memory_format(cfg: TrainConfig, accelerator: Accelerator) -> torch.memory_format:
+    chosen = cfg.system.memory_format
+    channels_last = chosen == "channels_last" or (
+        chosen == "auto" and accelerator.device.type == "cpu"
+    )
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def sync_batchnorm(model: UNet, accelerator: Accelerator) -> UNet:
+    if accelerator.num_processes > 1 and accelerator.device.type == "cpu":
+        raise ConfigError(
+            "--sync-bn: PyTorch's SyncBatchNorm runs on GPUs only; on CPUs drop --sync-bn "
+            "(each process then normalises over its own batch)"
+        )
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def seed_epoch(seed: int, epoch: int, rank: int, generator: torch.Generator) -> None:
+    """Seed one epoch on one process: the sample order (shared by all processes) and the
+    augmentation (each process its own). Every epoch's randomness then depends only on
+    (seed, epoch, process), so a run resumed at an epoch boundary replays exactly."""
+    generator.manual_seed(_derived_seed(seed, epoch))
+    torch.manual_seed(_derived_seed(seed, epoch, rank + 1))
+
+
+def _derived_seed(*entropy: int) -> int:
+    return int(np.random.SeedSequence(list(entropy)).generate_state(1, np.uint64)[0])
