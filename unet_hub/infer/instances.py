@@ -105,7 +105,8 @@ def label_instances(
 
     ``watershed`` splits touching objects (see the module doc), ``min_size`` drops
     objects of fewer pixels, ``image`` (H×W or H×W×C, optional) gives the table's
-    ``mean_intensity`` and ``name`` its ``image`` column.
+    ``mean_intensity``, ``class_names`` (a model's ``config["labels"]``) its
+    ``class_name`` and ``name`` its ``image`` column.
     """
     if min_size < 0:
         raise ValueError(f"min_size must be 0 or more, got {min_size}")
@@ -122,7 +123,10 @@ def label_instances(
         n = int(objects.max(initial=0))
         labels[objects > 0] = objects[objects > 0] + len(class_of)
         class_of += [class_id] * n
-    names = list(class_names) if class_names else None
+    names = None
+    if class_names:  # a one-class model's labels name its foreground only
+        first = 1 if probabilities.ndim == 2 else 0
+        names = {c: class_names[c - first] for c in classes if c - first < len(class_names)}
     table = object_table(labels, class_of, probabilities, image, names, name)
     return Instances(labels=labels, table=table)
 
@@ -170,10 +174,11 @@ def object_table(
     class_of: Sequence[int],
     probabilities: np.ndarray,
     image: np.ndarray | None = None,
-    class_names: Sequence[str] | None = None,
+    class_names: dict[int, str] | None = None,
     name: str = "",
 ) -> list[dict]:
-    """One row of ``TABLE_COLUMNS`` per object of ``labels`` (ids 1..len(class_of))."""
+    """One row of ``TABLE_COLUMNS`` per object of ``labels`` (ids 1..len(class_of));
+    ``class_names`` maps class ids to names (default: the id)."""
     n = len(class_of)
     if n == 0:
         return []
@@ -204,7 +209,7 @@ def object_table(
                 "image": name,
                 "id": i + 1,
                 "class": class_id,
-                "class_name": class_names[class_id] if class_names else str(class_id),
+                "class_name": (class_names or {}).get(class_id, str(class_id)),
                 "area": int(area[i]),
                 "centroid_y": round(float(cy[i]), 2),
                 "centroid_x": round(float(cx[i]), 2),
