@@ -70,6 +70,8 @@ class Outcome:
     job: Job
     error: Exception | None = None
     objects: int | None = None
+    #: The image's arrays, for a caller that shows them; drop it to keep memory flat.
+    result: ImageResult | None = None
 
 
 def _is_image(path: Path) -> bool:
@@ -278,4 +280,5 @@ def run_batch(
             except Exception as error:  # noqa: BLE001 - a bad file must not stop the run
                 yield Outcome(job, error=error)
                 continue
-            yield Outcome(job, objects=None if result.instances is None else result.instances.count)
+            objects = None if result.instances is None else result.instances.count
+            yield Outcome(job, objects=objects, result=result)
