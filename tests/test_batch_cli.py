@@ -4,8 +4,13 @@ bad files, objects (``--instances``), and an output folder that would overwrite 
 from __future__ import annotations
 
 import csv
+import fcntl
+import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import cv2
@@ -102,11 +107,37 @@ def test_without_recursive_only_the_folder_itself(inputs, tmp_path):
     assert [f.name.as_posix() for f in found] == ["a.png"] and not problems
 
 
-def test_glob_and_files_and_a_missing_path(model_dir, inputs, tmp_path):
+def _cli_on_a_terminal(*args: str) -> tuple[int, str]:
+    """Run the CLI with stdout and stderr on a pseudo-terminal (100 columns), as a user
+    sees it: (exit code, everything it wrote)."""
+    main_fd, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "unet_hub.cli", *args],
+        stdout=terminal,
+        stderr=terminal,
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:  # the terminal closed: the process is done
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main_fd)
+    return process.wait(timeout=300), b"".join(chunks).decode()
+
+
+def test_glob_and_files_a_missing_path_and_the_progress_bar(model_dir, inputs, tmp_path):
     out = tmp_path / "out"
     pattern = str(inputs / "**" / "*.[tj]*")  # b.tif and c.jpg, below in/
     missing = tmp_path / "nowhere.png"
-    result = _cli(
+    code, text = _cli_on_a_terminal(
         "predict",
         str(model_dir),
         pattern,
@@ -116,8 +147,9 @@ def test_glob_and_files_and_a_missing_path(model_dir, inputs, tmp_path):
         "--out",
         str(out),
     )
-    assert result.returncode == 1, result.stderr
-    assert f"error: {missing}: no such file or folder" in result.stderr
+    assert code == 1, text
+    assert f"error: {missing}: no such file or folder" in text
+    assert "100%|" in text and "3/3 [" in text  # tqdm's bar, finished
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
     assert written == ["a.png", "sub/b.png", "sub/deep/c.png"]
 

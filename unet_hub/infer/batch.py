@@ -26,7 +26,7 @@ from unet_hub.files import LABELS_SUFFIX, OBJECTS_NAME
 from unet_hub.infer.instances import (
     InstanceOptions,
     Instances,
-    label_instances,
+    instances_from_probabilities,
     write_labels,
     write_table,
 )
@@ -219,13 +219,13 @@ def segment_file(
     mask = mask_from_probabilities(probabilities, threshold)
     objects = None
     if instances is not None:
-        objects = label_instances(
+        objects = instances_from_probabilities(
+            model,
             probabilities,
             image,
-            threshold=threshold,
             watershed=instances.watershed,
             min_size=instances.min_size,
-            class_names=model.config["labels"],
+            threshold=threshold,
             name=name,
         )
     return ImageResult(image, probabilities, mask, objects)

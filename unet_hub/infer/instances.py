@@ -34,6 +34,9 @@ from skimage.segmentation import relabel_sequential
 from skimage.segmentation import watershed as flood
 
 from unet_hub.errors import UNetHubError
+from unet_hub.infer.runners import Runner
+from unet_hub.infer.segment import segment
+from unet_hub.model.unet import UNet
 
 #: The per-object table's columns, in order. Centroids and boxes are in pixels (row y,
 #: column x); a box runs from (y0, x0) included to (y1, x1) excluded, as NumPy slices.
@@ -129,6 +132,46 @@ def label_instances(
         names = {c: class_names[c - first] for c in classes if c - first < len(class_names)}
     table = object_table(labels, class_of, probabilities, image, names, name)
     return Instances(labels=labels, table=table)
+
+
+def instances_from_probabilities(
+    model: UNet | Runner,
+    probabilities: np.ndarray,
+    image: np.ndarray | None = None,
+    *,
+    watershed: bool = False,
+    min_size: int = 0,
+    threshold: float | None = None,
+    name: str = "",
+) -> Instances:
+    """``label_instances`` with what the model knows: its recommended threshold (unless
+    ``threshold`` is given) and its class names."""
+    return label_instances(
+        probabilities,
+        image,
+        threshold=model.config["threshold"] if threshold is None else threshold,
+        watershed=watershed,
+        min_size=min_size,
+        class_names=model.config["labels"],
+        name=name,
+    )
+
+
+def segment_objects(
+    model: UNet | Runner,
+    image: np.ndarray,
+    *,
+    watershed: bool = False,
+    min_size: int = 0,
+    threshold: float | None = None,
+) -> Instances:
+    """The objects of an image: ``segment`` it, then ``label_instances`` with the model's
+    threshold and class names. ``.labels`` is the label image, ``.table`` the per-object
+    rows, ``.count`` the number of objects."""
+    probabilities = segment(model, image)
+    return instances_from_probabilities(
+        model, probabilities, image, watershed=watershed, min_size=min_size, threshold=threshold
+    )
 
 
 def _objects(
