@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -82,7 +84,7 @@ def test_api_segments_files_and_zips_into_one_download(client, uploads):
     assert np.array_equal(mask, expected)
 
 
-def test_limits_before_anything_is_decoded(tmp_path, monkeypatch):
+def test_limits_before_anything_is_decoded(tmp_path, monkeypatch, request):
     import gradio as gr
     from gradio.utils import get_upload_folder
 
@@ -94,8 +96,9 @@ def test_limits_before_anything_is_decoded(tmp_path, monkeypatch):
     with pytest.raises(gr.Error, match="Only files uploaded"):
         batch.collect_uploads([str(outside)], tmp_path)
 
-    folder = Path(get_upload_folder()) / "unet-hub-test-limits"
-    folder.mkdir(parents=True, exist_ok=True)
+    Path(get_upload_folder()).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="unet-hub-test-", dir=get_upload_folder()))
+    request.addfinalizer(lambda: shutil.rmtree(folder, ignore_errors=True))
     _, png = cv2.imencode(".png", _crop(0, 64, 64))
     archive = folder / "many.zip"
     with zipfile.ZipFile(archive, "w") as z:

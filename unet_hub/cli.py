@@ -260,6 +260,13 @@ def _add_predict_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _pixel_count(text: str) -> int:
+    """``--min-size``: a whole number of pixels, 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a whole number of pixels (0 or more): {text!r}")
+    return int(text)
+
+
 def _add_instance_options(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--instances", action="store_true", help=what)
     parser.add_argument(
@@ -267,7 +274,7 @@ def _add_instance_options(parser: argparse.ArgumentParser, what: str) -> None:
     )
     parser.add_argument(
         "--min-size",
-        type=int,
+        type=_pixel_count,
         default=0,
         metavar="N",
         help="drop objects of fewer than N pixels (implies --instances when above 0)",

@@ -92,8 +92,11 @@ def _images_in(folder: Path, recursive: bool, exclude: Path | None) -> list[Path
 
 def _glob_base(pattern: str) -> Path:
     """The folder a glob pattern starts from: its leading parts without wildcards."""
-    parts = Path(pattern).parts
-    fixed = [p for p in parts[: next(i for i, p in enumerate(parts) if glob.has_magic(p))]]
+    fixed = []
+    for part in Path(pattern).parts:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
     return Path(*fixed) if fixed else Path(".")
 
 
