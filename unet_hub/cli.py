@@ -27,6 +27,9 @@ from unet_hub.train.options import (
     iter_options,
 )
 
+if typing.TYPE_CHECKING:
+    from unet_hub.infer.instances import InstanceOptions
+
 PROG = "unet-hub"
 
 
@@ -155,8 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="write a mask PNG for each image", formatter_class=fmt)
     _add_model_options(predict)
-    predict.add_argument("images", nargs="+", type=Path, help="image files to segment")
-    predict.add_argument("--out", type=Path, required=True, help="folder for the mask PNGs")
+    _add_predict_options(predict)
     _add_max_pixels_option(predict)
     predict.set_defaults(handler=_predict)
 
@@ -185,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="resize images and masks to this square size first, as train's --image-size",
     )
+    _add_instance_options(evaluate, "also score the objects (one-class models): Rand and VI")
     _add_max_pixels_option(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
@@ -266,34 +269,96 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict(args: argparse.Namespace) -> int:
-    import cv2
+def _add_predict_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "images", nargs="+", metavar="PATH", help="image files, folders or glob patterns"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for the masks (input names mirrored)"
+    )
+    parser.add_argument(
+        "--recursive", action="store_true", help="also take images in sub-folders ('**' globs)"
+    )
+    _add_instance_options(
+        parser,
+        "also write <name>_labels.png (16-bit object ids, 0 = background) and objects.csv",
+    )
 
-    from unet_hub.data.images import read_image
-    from unet_hub.infer.segment import predict_mask, resolve_device
+
+def _pixel_count(text: str) -> int:
+    """``--min-size``: a whole number of pixels, 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a whole number of pixels (0 or more): {text!r}")
+    return int(text)
+
+
+def _add_instance_options(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--instances", action="store_true", help=what)
+    parser.add_argument(
+        "--watershed", action="store_true", help="split touching objects (implies --instances)"
+    )
+    parser.add_argument(
+        "--min-size",
+        type=_pixel_count,
+        default=0,
+        metavar="N",
+        help="drop objects of fewer than N pixels (implies --instances when above 0)",
+    )
+
+
+def _instance_options(args: argparse.Namespace) -> InstanceOptions | None:
+    """The object options of a command line; None without --instances (or what implies it)."""
+    from unet_hub.infer.instances import InstanceOptions
+
+    if args.instances or args.watershed or args.min_size > 0:
+        return InstanceOptions(watershed=args.watershed, min_size=args.min_size)
+    return None
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from unet_hub.data.images import PixelLimitError
+    from unet_hub.files import OBJECTS_NAME
+    from unet_hub.infer.batch import find_images, plan_jobs, run_batch
+    from unet_hub.infer.segment import resolve_device
     from unet_hub.model.unet import UNet
 
+    found, failed = find_images(args.images, recursive=args.recursive, exclude=args.out)
+    for arg, problem in failed:
+        print(f"error: {arg}: {problem}", file=sys.stderr)
+    jobs = plan_jobs(found, args.out)
+    if not jobs:
+        raise UNetHubError("no images to segment; name image files, folders or glob patterns")
     device = str(resolve_device(args.device))
     model = UNet.from_pretrained(args.model, map_location=device, revision=args.revision)
-    args.out.mkdir(parents=True, exist_ok=True)
-    failures = 0
-    for image_path in args.images:
-        target = args.out / f"{image_path.stem}.png"
-        try:
-            if target.resolve() == image_path.resolve():
-                raise UNetHubError(
-                    f"{image_path}: the mask would overwrite the image; choose another --out folder"
-                )
-            with _max_pixels_hint():
-                image = read_image(image_path, max_pixels=args.max_pixels)
-            mask = predict_mask(model, image, args.threshold)
-        except UNetHubError as e:  # report and go on with the other images
-            print(f"error: {e}", file=sys.stderr)
-            failures += 1
+    instances = _instance_options(args)
+    run = run_batch(
+        model,
+        jobs,
+        args.out,
+        threshold=args.threshold,
+        max_pixels=args.max_pixels,
+        instances=instances,
+    )
+    for outcome in tqdm(run, total=len(jobs), unit="image", disable=None, file=sys.stderr):
+        source, error = outcome.job.source, outcome.error
+        if error is None:
+            objects = "" if outcome.objects is None else f" ({outcome.objects} objects)"
+            tqdm.write(f"{source} -> {outcome.job.mask}{objects}")
             continue
-        cv2.imwrite(str(target), mask)
-        print(f"{image_path} -> {target}")
-    return 1 if failures else 0
+        message = str(error) if isinstance(error, UNetHubError) else f"{source}: failed: {error!r}"
+        if isinstance(error, PixelLimitError):
+            message += f", or raise the limit with --max-pixels {error.pixels} (0 = no limit)"
+        tqdm.write(f"error: {message}", file=sys.stderr)
+        failed.append((str(source), message))
+    if instances is not None:
+        print(f"objects: {args.out / OBJECTS_NAME}")
+    if failed:
+        print(f"{len(failed)} failed (listed above):", file=sys.stderr)
+        for name, _ in failed:
+            print(f"  {name}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -315,6 +380,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             tta=args.tta,
             max_pixels=args.max_pixels,
+            instances=_instance_options(args),
         )
     print(evaluation.table())
     if args.out is not None:

@@ -41,3 +41,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_MODEL = PACKAGE_DIR / "pretrained" / "isbi2012"
 #: The app's example images (in the repository and in a Space, not in the wheel).
 EXAMPLES_DIR = PACKAGE_DIR.parent / "examples" / "isbi2012" / "test"
+
+#: The per-object table of a `predict --instances` run (and of the app's batch download).
+OBJECTS_NAME = "objects.csv"
+#: A label image is named after its mask: ``<stem>_labels.png`` beside ``<stem>.png``.
+LABELS_SUFFIX = "_labels"

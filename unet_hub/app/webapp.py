@@ -17,6 +17,7 @@ import gradio as gr
 import numpy as np
 
 from unet_hub import metric_names
+from unet_hub.app.batch import add_batch_section
 from unet_hub.data.images import read_image
 from unet_hub.errors import UNetHubError
 from unet_hub.files import BUNDLED_MODEL, EXAMPLES_DIR
@@ -205,6 +206,7 @@ def build_app(model: UNet, source: str) -> gr.Blocks:
                     label="Examples: ISBI 2012 EM test slices",
                 )
 
+        add_batch_section(model, max_pixels=MAX_PIXELS)  # several images or a zip: objects
         button.click(
             run, [image, threshold], [mask_out, result], api_name="segment", preprocess=False
         )

@@ -46,11 +46,13 @@ from unet_hub.evaluate.metrics import (
     EM_SCORES,
     ConfusionCounts,
     em_scores,
+    em_scores_of_cells,
     f_scores,
     foreground_counts,
     label_cells,
     pixel_error,
 )
+from unet_hub.infer.instances import InstanceOptions, label_instances
 from unet_hub.infer.runners import probabilities_from_logits
 from unet_hub.infer.segment import segment
 from unet_hub.model.unet import UNet
@@ -61,6 +63,13 @@ RAND_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
 #: Thresholds of the F-score sweep (free: one histogram serves them all).
 F_THRESHOLDS = np.arange(1, 100) / 100
 
+#: The EM scores of the objects of ``unet_hub.infer.instances`` (``--instances``).
+OBJECT_ROWS = {
+    "rand_error": metric_names.RAND_ERROR,
+    "rand_error_thinned": f"{metric_names.RAND_ERROR} {metric_names.THINNED}",
+    "vi": metric_names.VI,
+    "vi_thinned": f"{metric_names.VI} {metric_names.THINNED}",
+}
 #: The one-class metrics beyond pixel error, in the order of the table and the model card:
 #: (name, ``Evaluation`` field, field of the threshold it is at, None: the model's own).
 #: Rand and VI names without ``THINNED`` are the strict scores.
@@ -116,6 +125,11 @@ class Evaluation:
     best_rand_threshold_thinned: float | None = None
     vi_thinned_at_best: float | None = None  # at best_rand_threshold_thinned
     tta: bool = False
+    #: With objects (``Evaluator(instances=...)``): how they were made, and their EM
+    #: scores at the threshold (``EM_SCORES`` keys) and mean count per image.
+    objects: str | None = None
+    objects_scores: dict[str, float] | None = None
+    objects_per_image: float | None = None
     sweep: list[dict[str, float]] = field(default_factory=list)
     per_image: list[dict[str, float | str]] = field(default_factory=list)
 
@@ -144,6 +158,9 @@ class Evaluation:
             value = getattr(self, key)
             if value is not None:
                 rows.append((name, value, getattr(self, at) if at else t))
+        if self.objects_scores is not None:
+            for key, name in OBJECT_ROWS.items():
+                rows.append((f"{name}, objects by {self.objects}", self.objects_scores[key], t))
         return rows
 
     def table(self) -> str:
@@ -154,7 +171,12 @@ class Evaluation:
         for name, value, at in rows:
             lines.append(f"{name:<{width}}  {value:7.4f}  {'' if at is None else f'{at:.2f}'}")
         tta = ", flip TTA" if self.tta else ""
-        return "\n".join([*lines, f"({self.n_images} images{tta})"])
+        objects = (
+            f"; {self.objects_per_image:.1f} objects per image by {self.objects}"
+            if self.objects_per_image is not None
+            else ""
+        )
+        return "\n".join([*lines, f"({self.n_images} images{tta}{objects})"])
 
     def card_metrics(
         self, prefix: str = metric_names.VALIDATION, overlap: bool = True
@@ -185,8 +207,10 @@ class Evaluator:
         *,
         sweep: bool = False,
         tta: bool = False,
+        instances: InstanceOptions | None = None,
     ):
         self.n_classes, self.threshold, self.sweep, self.tta = n_classes, threshold, sweep, tta
+        self.instances = instances
         self.labels = list(labels or [f"class {i}" for i in range(n_classes)])
         self.counts = ConfusionCounts(n_classes)
         self.wrong = self.pixels = 0
@@ -212,10 +236,23 @@ class Evaluator:
             self.f_counts += np.stack(foreground_counts(probabilities, truth, F_THRESHOLDS))
             true_cells = label_cells(truth)
             record.update(em_scores(predicted, true_cells))
+            if self.instances is not None:
+                record.update(self._object_scores(probabilities, true_cells))
             if self.sweep:
                 sweep = [em_scores(probabilities > t, true_cells) for t in RAND_THRESHOLDS]
                 self.sweeps.append(np.array([[s[k] for k in EM_SCORES] for s in sweep]))
         self.per_image.append(record)
+
+    def _object_scores(self, probabilities: np.ndarray, true_cells: np.ndarray) -> dict:
+        """EM scores (keys ``objects_<score>``) and count of ``label_instances``' objects."""
+        objects = label_instances(
+            probabilities,
+            threshold=self.threshold,
+            watershed=self.instances.watershed,
+            min_size=self.instances.min_size,
+        )
+        scores = em_scores_of_cells(objects.labels, true_cells)
+        return {"objects": objects.count, **{f"objects_{k}": v for k, v in scores.items()}}
 
     def result(self) -> Evaluation:
         if not self.per_image:
@@ -238,6 +275,13 @@ class Evaluator:
         evaluation.challenge_threshold = float(F_THRESHOLDS[best_f])
         for key in EM_SCORES:
             setattr(evaluation, key, float(np.mean([r[key] for r in self.per_image])))
+        if self.instances is not None:
+            evaluation.objects = self.instances.describe()
+            evaluation.objects_per_image = float(np.mean([r["objects"] for r in self.per_image]))
+            evaluation.objects_scores = {
+                key: float(np.mean([r[f"objects_{key}"] for r in self.per_image]))
+                for key in EM_SCORES
+            }
         if self.sweeps:
             mean = np.mean(self.sweeps, axis=0)  # threshold × EM_SCORES
             column = {key: mean[:, i] for i, key in enumerate(EM_SCORES)}
@@ -321,11 +365,20 @@ def evaluate_model(
     threshold: float | None = None,
     tta: bool = False,
     sweep: bool = True,
+    instances: InstanceOptions | None = None,
 ) -> Evaluation:
     """Segment each image (``segment``: overlap-tile, optional flip TTA) and score it
-    against its mask."""
+    against its mask; with ``instances`` (one-class models) also score the objects that
+    ``label_instances`` makes of it."""
     threshold = model.config["threshold"] if threshold is None else threshold
-    evaluator = Evaluator(model.n_classes, threshold, model.config["labels"], sweep=sweep, tta=tta)
+    evaluator = Evaluator(
+        model.n_classes,
+        threshold,
+        model.config["labels"],
+        sweep=sweep,
+        tta=tta,
+        instances=instances,
+    )
     names = names or [str(i) for i in range(len(images))]
     for image, mask, name in zip(images, masks, names, strict=True):
         probabilities = segment(model, image, tta=tta)
@@ -342,6 +395,7 @@ def evaluate_pairs(
     tta: bool = False,
     sweep: bool = True,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    instances: InstanceOptions | None = None,
 ) -> Evaluation:
     """Read image/mask pairs (resized as in training when ``image_size`` is given;
     images over ``max_pixels`` refused) and ``evaluate_model`` on them."""
@@ -361,4 +415,5 @@ def evaluate_pairs(
         threshold=threshold,
         tta=tta,
         sweep=sweep,
+        instances=instances,
     )

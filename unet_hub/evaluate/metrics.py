@@ -133,7 +133,11 @@ EM_SCORES = ("rand_error", "vi", "rand_error_thinned", "vi_thinned")
 
 def em_scores(predicted: np.ndarray, true_cells: np.ndarray) -> dict[str, float]:
     """The ``EM_SCORES`` of a boolean cell-interior prediction against the true cell ids."""
-    cells = label_cells(predicted)
+    return em_scores_of_cells(label_cells(predicted), true_cells)
+
+
+def em_scores_of_cells(cells: np.ndarray, true_cells: np.ndarray) -> dict[str, float]:
+    """The ``EM_SCORES`` of predicted cell ids (0 = boundary) against the true cell ids."""
     thinned = thin_boundaries(cells)
     scores = (
         adapted_rand(cells, true_cells),

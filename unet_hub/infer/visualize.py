@@ -43,3 +43,29 @@ def colour_name(class_id: int) -> str:
     """A hex code for the overlay colour of a class, for legends."""
     r, g, b = PALETTE[(class_id - 1) % len(PALETTE)]
     return f"#{r:02x}{g:02x}{b:02x}"
+
+
+#: How strongly an object's colour covers the image (its outline is drawn fully).
+INSTANCE_ALPHA = 0.45
+
+
+def instance_colours(n: int) -> np.ndarray:
+    """``n`` RGB colours, row i for object i + 1: hues a golden-ratio turn apart, so
+    neighbouring ids (often neighbouring objects) never look alike."""
+    hues = (np.arange(n) * 0.618033988749895) % 1.0
+    hsv = np.stack([hues * 179, np.full(n, 200), np.full(n, 255)], axis=1)
+    return cv2.cvtColor(hsv.astype(np.uint8)[None], cv2.COLOR_HSV2RGB)[0]
+
+
+def instance_overlay(rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Tint each object of a label image (1, 2, ...; 0 = background) with its own colour
+    and outline it, so touching objects stay apart."""
+    from skimage.segmentation import find_boundaries
+
+    out = rgb.astype(np.float32)
+    colours = np.vstack([np.zeros((1, 3)), instance_colours(int(labels.max(initial=0)))])
+    inside = labels > 0
+    out[inside] = (1 - INSTANCE_ALPHA) * out[inside] + INSTANCE_ALPHA * colours[labels[inside]]
+    edges = find_boundaries(labels, mode="inner") & inside
+    out[edges] = colours[labels[edges]]
+    return np.round(out).astype(np.uint8)
