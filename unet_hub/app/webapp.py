@@ -16,12 +16,13 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from unet_hub.app.zerogpu import segmenter
 from unet_hub.data.images import read_image
 from unet_hub.errors import UNetHubError
 from unet_hub.files import BUNDLED_MODEL, EXAMPLES_DIR
 from unet_hub.hub.cards import card_eval_dataset, card_metrics, load_model_card
 from unet_hub.infer.backends import prepare
-from unet_hub.infer.segment import mask_from_probabilities, segment
+from unet_hub.infer.segment import mask_from_probabilities
 from unet_hub.infer.visualize import colour_name, display_image, overlay, probability_map
 from unet_hub.model.unet import UNet
 from unet_hub.model.weights import count_parameters
@@ -110,6 +111,7 @@ def build_app(model: UNet, source: str) -> gr.Blocks:
     """The web app for ``model`` (loaded from ``source``)."""
     card = load_model_card(source)
     one_class = model.n_classes == 1
+    run_network = segmenter(model)  # segment(model, ·); on ZeroGPU, on its GPU (zerogpu.py)
 
     def run(upload: Any, threshold: float) -> tuple[np.ndarray, Result]:
         """Segment an uploaded image; return the mask PNG (0/255, or class ids)."""
@@ -118,7 +120,7 @@ def build_app(model: UNet, source: str) -> gr.Blocks:
             raise gr.Error("Drop, paste or upload an image first.")
         try:
             image = read_image(image_path, max_pixels=MAX_PIXELS)
-            probabilities = segment(model, image)
+            probabilities = run_network(image)
             picture = display_image(image, model.n_channels, model.config["input_scaling"])
         except UNetHubError as e:
             raise gr.Error(str(e).replace(str(image_path), Path(image_path).name)) from None
