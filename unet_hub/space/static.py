@@ -3,11 +3,12 @@ Space, where the network runs in the visitor's browser.
 
 The folder holds the page (``static/``: plain HTML, CSS and JavaScript, no build step),
 the model as ONNX (float32; int8 too with ``int8=True``), onnxruntime-web and the TIFF
-decoder (``vendor.py``), the example images, ``space.json`` (the model's config, the
-tiling, the limits, the colours and the description the page shows) and a README whose
-front matter makes it a static Space with the cross-origin isolation headers that let
-WebAssembly use threads. The page's worker cuts images with ``static/geometry.js``, a
-port of ``unet_hub.infer.tiling``, so it segments as ``segment()`` does.
+decoder (pinned, committed: ``vendor.py``), the example images, ``space.json`` (the
+model's config, the tiling, the limits, the colours and the description the page shows)
+and a README whose front matter makes it a static Space with the cross-origin isolation
+headers that let WebAssembly use threads. The page's worker cuts images with
+``static/geometry.js``, a port of ``unet_hub.infer.tiling``, so it segments as
+``segment()`` does.
 """
 
 from __future__ import annotations
@@ -29,12 +30,11 @@ from unet_hub.infer.tiling import ALIGN, DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, rou
 from unet_hub.infer.visualize import ALPHA, PALETTE, colour_name, probability_map
 from unet_hub.model.unet import UNet
 from unet_hub.model.weights import count_parameters
-from unet_hub.space.vendor import ORT_WEB_FILES, ORT_WEB_VERSION, ort_web_dir
+from unet_hub.space.vendor import ORT_WEB_VERSION, check_vendored, vendored_files
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 #: The page's own files and the small vendored decoders, copied as they are.
 PAGE_FILES = ("index.html", "style.css", "app.js", "worker.js", "geometry.js")
-VENDORED_FILES = ("UTIF.js", "UTIF.LICENSE", "pako_inflate.min.js", "pako.LICENSE")
 MODEL_FILE = "model.onnx"
 INT8_MODEL_FILE = "model.int8.onnx"
 SETTINGS_FILE = "space.json"
@@ -201,12 +201,10 @@ def static_readme(source: str | Path) -> str:
 def _copy_page(out: Path) -> None:
     for name in PAGE_FILES:
         shutil.copyfile(STATIC_DIR / name, out / name)
+    vendor = check_vendored()
     (out / "vendor").mkdir()
-    for name in VENDORED_FILES:
-        shutil.copyfile(STATIC_DIR / "vendor" / name, out / "vendor" / name)
-    runtime = ort_web_dir()
-    for name in ORT_WEB_FILES:
-        shutil.copyfile(runtime / name, out / "vendor" / name)
+    for name in vendored_files():
+        shutil.copyfile(vendor / name, out / "vendor" / name)
 
 
 def build_static_space(
