@@ -171,6 +171,7 @@ async function segmentFile(file) {
     setStatus("Nothing segmented.", "error");
   } finally {
     show("progress", false);
+    document.body.dataset.runs = String(Number(document.body.dataset.runs || 0) + 1);
   }
 }
 
@@ -228,7 +229,7 @@ async function main() {
   const settings = await (await fetch("space.json")).json();
   const params = new URLSearchParams(location.search);
   settings.threads = params.get("threads") !== "0";
-  settings.modelUrl = new URL(params.get("int8") === "1" && settings.int8_model ? settings.int8_model : settings.model, location.href).href;
+  settings.model_url = new URL(params.get("int8") === "1" && settings.int8_model ? settings.int8_model : settings.model, location.href).href;
   state.settings = settings;
   describe(settings);
   state.worker = new Worker("worker.js");

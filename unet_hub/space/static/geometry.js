@@ -85,10 +85,11 @@ const UNetGeometry = (() => {
 
   // -- pixels -> model input (to_channels + scale_to_unit of unet_hub/data/images.py) -----
 
-  // OpenCV's RGB2GRAY: fixed point (14 bits) for integer images, float weights otherwise.
+  // OpenCV's RGB2GRAY: 15-bit fixed point for 8- and 16-bit images (bit-exact on both),
+  // float weights otherwise.
   function greyOf(r, g, b, isFloat) {
     if (isFloat) return Math.fround(0.299 * r + 0.587 * g + 0.114 * b);
-    return (r * 4899 + g * 9617 + b * 1868 + 8192) >> 14;
+    return Math.floor((r * 9798 + g * 19235 + b * 3735 + 16384) / 32768);
   }
 
   // `pixels`: H*W*channels interleaved (Uint8Array, Uint16Array or Float32Array).

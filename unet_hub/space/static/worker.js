@@ -25,9 +25,9 @@ function whatItIs(head) {
 }
 
 function checkPixels(name, width, height) {
-  if (width * height > settings.maxPixels) {
+  if (width * height > settings.max_pixels) {
     fail(`${name}: ${width}×${height} pixels is more than this page's limit of ` +
-      `${settings.maxPixels.toLocaleString("en")}; downscale or crop it first`);
+      `${settings.max_pixels.toLocaleString("en")}; downscale or crop it first`);
   }
 }
 
@@ -90,9 +90,9 @@ async function decodeWithBrowser(name, blob, head) {
 
 async function decode(file) {
   if (file.size === 0) fail(`${file.name}: the file is empty; replace it with a real image`);
-  if (file.size > settings.maxFileBytes) {
+  if (file.size > settings.max_file_bytes) {
     fail(`${file.name}: ${(file.size / 1e6).toFixed(1)} MB is more than this page's limit of ` +
-      `${settings.maxFileBytes / 1e6} MB; downscale or crop it first`);
+      `${settings.max_file_bytes / 1e6} MB; downscale or crop it first`);
   }
   const buffer = await file.arrayBuffer();
   const head = new Uint8Array(buffer, 0, Math.min(buffer.byteLength, 64));
@@ -117,7 +117,7 @@ function session() {
     // Threads need cross-origin isolation (the COOP/COEP headers in README.md).
     ort.env.wasm.numThreads = settings.threads && self.crossOriginIsolated
       ? Math.min(navigator.hardwareConcurrency || 1, 8) : 1;
-    sessionPromise = ort.InferenceSession.create(settings.modelUrl, {
+    sessionPromise = ort.InferenceSession.create(settings.model_url, {
       executionProviders: ["wasm"], graphOptimizationLevel: "all",
     });
   }
