@@ -82,8 +82,7 @@ def push_space(
 ) -> PushedSpace:
     """Build the Space of ``kind`` for ``source`` and publish it to the Space repo
     ``repo_id`` in one commit; returns its URL and, for a Hub model, whether its card
-    now links to the Space. Raises ``UNetHubError``
-    subclasses with one-line messages."""
+    now links to the Space. Raises ``UNetHubError`` subclasses with one-line messages."""
     check_push_access(repo_id, token)  # before any long work: a valid id and a token
     api = HfApi(token=token)
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,12 +108,12 @@ def push_space(
         except HUB_ERRORS as e:
             raise HubError(hub_error_message(repo_id, e, pushing=True)) from None
     space_url = str(url)
-    if is_hub_id(source):
-        try:
-            link_from_model_card(api, str(source), space_url)
-        except HUB_ERRORS as e:
-            print(
-                f"note: the model card of {source} was not linked to the Space: "
-                f"{hub_error_message(str(source), e, pushing=True)}"
-            )
-    return space_url
+    if not is_hub_id(source):
+        return PushedSpace(space_url)
+    try:
+        linked = link_from_model_card(api, str(source), space_url)
+    except HUB_ERRORS as e:  # e.g. someone else's model: the Space is published all the same
+        reason = hub_error_message(str(source), e, pushing=True)
+        return PushedSpace(space_url, f"the model card was not linked to the Space: {reason}")
+    note = "the model card links to the Space" if linked else "the model card already links here"
+    return PushedSpace(space_url, note)
