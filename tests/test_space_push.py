@@ -173,19 +173,27 @@ def test_model_card_links_to_each_space(hub, spaces) -> None:
     assert "models:\n- alice/tiny" in spaces["static"]["readme"]
 
 
-def test_errors_are_one_line(env, model) -> None:
+def test_push_without_a_token_is_a_one_line_error(env, model) -> None:
     no_token = {k: v for k, v in env.items() if k != "HF_TOKEN"}
-    for args, environment, expected in [
-        (["alice/x", "--kind", "static"], no_token, "needs a Hugging Face token"),
-        (["alice/x", "--kind", "static", "--hardware", "zero-a10g"], env, "takes no --hardware"),
-        (["not a repo", "--kind", "gradio"], env, "not a repo"),
-    ]:
-        result = cli("space", "push", str(model[1]), *args, env=environment)
-        assert result.returncode == 2, result.stderr
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (
-            result.stderr
-        )
+    result = cli("space", "push", str(model[1]), "alice/x", "--kind", "static", env=no_token)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: alice/x: pushing needs a Hugging Face token")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["alice/x", "--kind", "static", "--hardware", "zero-a10g"], "takes no --hardware"),
+        (["not a repo", "--kind", "gradio"], "not a repo"),
+    ],
+)
+def test_bad_push_arguments_fail_before_any_request(model, capsys, args, expected) -> None:
+    from unet_hub.cli import main
+
+    assert main(["space", "push", str(model[1]), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and expected in err and len(err.splitlines()) == 1
 
 
 def test_downloaded_static_space_segments_in_chromium(pushed, env, model, tmp_path) -> None:

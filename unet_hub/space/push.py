@@ -34,16 +34,21 @@ class PushedSpace:
     card_note: str | None = None
 
 
+def check_kind(kind: str, hardware: str | None) -> None:
+    """Refuse an unknown kind, or hardware for a Space that runs in the browser."""
+    if kind not in KINDS:
+        raise SpaceBuildError(f"unknown Space kind {kind!r}; use one of {', '.join(KINDS)}")
+    if kind == "static" and hardware:
+        raise SpaceBuildError("a static Space runs in the browser: it takes no --hardware")
+
+
 def build_space(source: str | Path, out_dir: str | Path, *, kind: str, **options) -> Path:
     """Build the Space of ``kind`` ("static" or "gradio") into ``out_dir``."""
+    hardware = options.pop("hardware", None)
+    check_kind(kind, hardware)
     if kind == "static":
-        if options.get("hardware"):
-            raise SpaceBuildError("a static Space runs in the browser: it takes no --hardware")
-        options.pop("hardware", None)
         return build_static_space(source, out_dir, **options)
-    if kind == "gradio":
-        return build_gradio_space(source, out_dir, hardware=options.get("hardware"))
-    raise SpaceBuildError(f"unknown Space kind {kind!r}; use one of {', '.join(KINDS)}")
+    return build_gradio_space(source, out_dir, hardware=hardware)
 
 
 def try_it_line(space_url: str) -> str:
@@ -83,6 +88,7 @@ def push_space(
     """Build the Space of ``kind`` for ``source`` and publish it to the Space repo
     ``repo_id`` in one commit; returns its URL and, for a Hub model, whether its card
     now links to the Space. Raises ``UNetHubError`` subclasses with one-line messages."""
+    check_kind(kind, hardware)
     check_push_access(repo_id, token)  # before any long work: a valid id and a token
     api = HfApi(token=token)
     with tempfile.TemporaryDirectory() as tmp:
