@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import threading
 from pathlib import Path
 
 from huggingface_hub import SpaceHardware
 
 from unet_hub.infer.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 from unet_hub.space.push import KINDS, build_space, push_space
-from unet_hub.space.static import folder_size_mb
+from unet_hub.space.serve import serve_space
+from unet_hub.space.static import SETTINGS_FILE, SpaceBuildError, folder_size_mb
 
 HARDWARE = [h.value for h in SpaceHardware]
 
@@ -76,6 +78,12 @@ def add_space_command(sub: argparse._SubParsersAction, formatter: type) -> None:
         help="Hub token with write access (default: HF_TOKEN, else the `hf auth login` one)",
     )
     push.set_defaults(handler=_push)
+    serve = actions.add_parser(
+        "serve", help="preview a built static Space on this machine", formatter_class=formatter
+    )
+    serve.add_argument("folder", type=Path, help="a folder written by `space build`")
+    serve.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1")
+    serve.set_defaults(handler=_serve)
 
 
 def _build_options(args: argparse.Namespace) -> dict:
@@ -110,4 +118,13 @@ def _push(args: argparse.Namespace) -> int:
     print(pushed.url)
     if pushed.card_note:
         print(f"note: {pushed.card_note}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if not (args.folder / SETTINGS_FILE).is_file():
+        raise SpaceBuildError(f"{args.folder}: not a static Space folder; build one first")
+    with serve_space(args.folder, port=args.port) as url:
+        print(f"serving {args.folder} at {url} (Ctrl-C to stop)")
+        threading.Event().wait()  # until Ctrl-C
     return 0

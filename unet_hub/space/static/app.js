@@ -158,8 +158,10 @@ async function segmentFile(file) {
   setStatus(`Segmenting ${file.name}…`, "running");
   $("progress").value = 0;
   show("progress", true);
+  const started = performance.now();
   try {
     const result = await runWorker({ type: "segment", file });
+    result.pageSeconds = (performance.now() - started) / 1000;  // decoding included
     state.result = result;
     state.inputName = file.name;
     drawProbability(result);
@@ -236,7 +238,11 @@ async function main() {
   state.worker.onmessage = onWorkerMessage;
   state.worker.postMessage({ type: "init", settings });
 
-  $("file").addEventListener("change", () => { if ($("file").files[0]) segmentFile($("file").files[0]); });
+  $("file").addEventListener("change", () => {
+    const file = $("file").files[0];
+    $("file").value = "";  // so that choosing the same file again segments it again
+    if (file) segmentFile(file);
+  });
   $("threshold").addEventListener("input", () => render());
   const drop = $("drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });

@@ -152,7 +152,7 @@ async function segment(image) {
   const plane = height * width, th = rows.tile, tw = cols.tile;
   const tile = new Float32Array(nChannels * th * tw);
   const started = performance.now();
-  let done = 0;
+  let done = 0, networkMs = 0;
   postMessage({ type: "progress", done, total });
   for (let i = 0; i < rows.starts.length; i++) {
     for (let j = 0; j < cols.starts.length; j++) {
@@ -163,7 +163,9 @@ async function segment(image) {
         }
       }
       const feeds = { [net.inputNames[0]]: new ort.Tensor("float32", tile, [1, nChannels, th, tw]) };
+      const before = performance.now();
       const logits = (await net.run(feeds))[net.outputNames[0]].data;
+      networkMs += performance.now() - before;
       const p = probabilitiesOf(logits, classes, th * tw);
       const [y0, y1] = rows.spans[i], [x0, x1] = cols.spans[j];
       const top = rows.starts[i] + y0, left = cols.starts[j] + x0;
@@ -178,7 +180,10 @@ async function segment(image) {
     }
   }
   const seconds = (performance.now() - started) / 1000;
-  return { probabilities: out, picture: displayPicture(x, nChannels, plane), width, height, classes, seconds };
+  return {
+    probabilities: out, picture: displayPicture(x, nChannels, plane), width, height, classes,
+    seconds, networkSeconds: networkMs / 1000,
+  };
 }
 
 onmessage = async (event) => {
