@@ -191,3 +191,13 @@ def test_no_request_leaves_127_0_0_1(requests: list[str], served: str) -> None:
     assert any(url.endswith("model.onnx") for url in requests)
     outside = [url for url in requests if not url.startswith((served, "blob:", "data:"))]
     assert outside == []
+
+
+def test_description_gives_the_bundled_models_figures_without_a_machine_path() -> None:
+    from unet_hub import UNet
+    from unet_hub.files import BUNDLED_MODEL
+    from unet_hub.space.static import description_html
+
+    text = description_html(UNet.from_pretrained(BUNDLED_MODEL), BUNDLED_MODEL)
+    assert "the bundled ISBI 2012 model" in text and "Dice" in text
+    assert "isbi2012/train" in text and "../" not in text and "shared" not in text

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,12 @@ def example_images() -> list[Path]:
     return sorted(EXAMPLES_DIR.glob("*.png")) if EXAMPLES_DIR.is_dir() else []
 
 
+def without_paths(text: str) -> str:
+    """``text`` with each file path cut to its last two parts: a card may name its data
+    by a path of the machine that trained the model, which a page must not show."""
+    return re.sub(r"(?:\.{0,2}/)?(?:[\w.-]+/)+([\w.-]+/[\w.-]+)", r"\1", text)
+
+
 def description_html(model: UNet, source: str | Path) -> str:
     """What the page says about the model: architecture, figures from its card, colours."""
     cfg = model.config
@@ -123,7 +130,7 @@ def description_html(model: UNet, source: str | Path) -> str:
             f"{html.escape(k)} {v:.4f}" if isinstance(v, float) else f"{html.escape(k)} {v}"
             for k, v in scores.items()
         )
-        dataset = html.escape(card_eval_dataset(card) or "its validation data")
+        dataset = html.escape(without_paths(card_eval_dataset(card) or "its validation data"))
         parts.append(
             f"<p><strong>Measured</strong> on {dataset}, at threshold {cfg['threshold']}: "
             f"{shown}.</p>"
