@@ -6,9 +6,14 @@ Builds the static Space of the model (float32 and int8) into a temporary folder,
 on 127.0.0.1 with its Space headers and segments a 512×512 example in Debian's Chromium
 (WebAssembly with threads, then with one thread, then int8 with threads). The same ONNX
 files run natively through ONNX Runtime's Python API on the same 512² input. Reported:
-median network time per image (``session.run`` in both cases), the page's whole time
-(decoding, conversion, tiles, drawing excluded) against ``segment()``'s, the browser/
-native ratios (target: <= 3x with threads) and the Space folder's size in MB.
+median network time per image (``session.run`` in both cases; each configuration is
+measured once per round, in turn, so drifting load on a shared machine touches all alike),
+the page's whole time
+(decoding, conversion and tiles; drawing excluded) against ``segment()``'s, the
+browser/native ratios (target: <= 3x with threads; also one thread each) and the Space
+folder's size in MB. The page's profile (ORT Web ``enableProfiling``) puts ~95 % of the
+time in the convolutions, which native ONNX Runtime runs with AVX-512 and WebAssembly
+with 128-bit SIMD.
 Writes ``benchmarks/results/static_space.json`` and prints a table.
 """
 
@@ -32,59 +37,52 @@ DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "static_space.json"
 IMAGE = ROOT / "examples" / "isbi2012" / "test" / "00.png"
 
 
-def native(onnx_path: Path, batch, runs: int) -> float:
-    """Median seconds of ONNX Runtime's ``session.run`` on ``batch`` (default threads)."""
+def native_session(onnx_path: Path, batch, threads: int = 0):
+    """A function running ONNX Runtime's ``session.run`` on ``batch`` (0: default threads)."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: batch}
-    session.run(None, feed)  # warm-up
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        session.run(None, feed)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return lambda: session.run(None, feed)
 
 
-def native_segment(model, image, runs: int) -> float:
-    """Median seconds of the whole ``segment()`` call (ONNX Runtime backend)."""
-    from unet_hub import segment
-
-    segment(model, image, backend="onnx")
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        segment(model, image, backend="onnx")
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+def timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
 
 
-def browser(browser_, url: str, query: str, runs: int) -> dict:
-    """Median network and page seconds of segmenting IMAGE ``runs`` times in the page."""
-    from support.space_page import open_page, segment_in_page
+def page_run(page) -> dict:
+    """Segment IMAGE once in ``page``; the worker's network time and the page's time."""
+    from support.space_page import segment_in_page
 
-    page = open_page(browser_, url + query)
-    threads = page.evaluate("crossOriginIsolated") and "1 thread)" not in page.text_content(
-        "#status"
-    )
-    network, whole = [], []
-    for k in range(runs + 1):
-        assert segment_in_page(page, IMAGE) == "done", page.text_content("#error")
-        if k:  # the first run warms up
-            result = page.evaluate(
-                "({n: unetHub.result.networkSeconds, p: unetHub.result.pageSeconds})"
-            )
-            network.append(result["n"])
-            whole.append(result["p"])
-    status = page.text_content("#status")
-    page.close()
-    return {
-        "network_s": statistics.median(network),
-        "page_s": statistics.median(whole),
-        "threads_used": threads,
-        "status": status,
-    }
+    assert segment_in_page(page, IMAGE) == "done", page.text_content("#error")
+    return page.evaluate("({n: unetHub.result.networkSeconds, p: unetHub.result.pageSeconds})")
+
+
+def measure(runs: int, native: dict, pages: dict) -> dict:
+    """Median seconds of each native function and each page, measured in turn within
+    each round, so that a change in the machine's load touches them all alike."""
+    samples = {name: [] for name in [*native, *pages]}
+    for round_ in range(runs + 1):  # round 0 warms up
+        for name, fn in native.items():
+            seconds = timed(fn)
+            if round_:
+                samples[name].append(seconds)
+        for name, page in pages.items():
+            result = page_run(page)
+            if round_:
+                samples[name].append(result)
+    out = {name: statistics.median(samples[name]) for name in native}
+    for name in pages:
+        out[name] = {
+            "network_s": statistics.median(r["n"] for r in samples[name]),
+            "page_s": statistics.median(r["p"] for r in samples[name]),
+            "status": pages[name].text_content("#status"),
+        }
+    return out
 
 
 def main() -> None:
@@ -96,8 +94,8 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from support.space_page import CHROMIUM, CHROMIUM_ARGS
-    from unet_hub import UNet, read_image
+    from support.space_page import CHROMIUM, CHROMIUM_ARGS, open_page
+    from unet_hub import UNet, read_image, segment
     from unet_hub.infer.export import model_batch
     from unet_hub.space.serve import serve_space
     from unet_hub.space.static import (
@@ -120,21 +118,27 @@ def main() -> None:
             "model_int8_onnx_mb": round((site / INT8_MODEL_FILE).stat().st_size / 1e6, 2),
             "vendor_mb": round(folder_size_mb(site / "vendor"), 2),
         }
-        results = {
-            "native_fp32_s": native(site / MODEL_FILE, batch, args.runs),
-            "native_int8_s": native(site / INT8_MODEL_FILE, batch, args.runs),
-            "native_segment_s": native_segment(model, image, args.runs),
+        native = {
+            "native_fp32_s": native_session(site / MODEL_FILE, batch),
+            "native_fp32_one_thread_s": native_session(site / MODEL_FILE, batch, threads=1),
+            "native_int8_s": native_session(site / INT8_MODEL_FILE, batch),
+            "native_segment_s": lambda: segment(model, image, backend="onnx"),
         }
         with serve_space(site) as url, sync_playwright() as p:
             chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            results["browser_threads"] = browser(chromium, url, "", args.runs)
-            results["browser_one_thread"] = browser(chromium, url, "?threads=0", args.runs)
-            results["browser_int8_threads"] = browser(chromium, url, "?int8=1", args.runs)
+            pages = {
+                "browser_threads": open_page(chromium, url),
+                "browser_one_thread": open_page(chromium, url + "?threads=0"),
+                "browser_int8_threads": open_page(chromium, url + "?int8=1"),
+            }
+            results = measure(args.runs, native, pages)
             chromium.close()
     ratios = {
         "threads_vs_native": results["browser_threads"]["network_s"] / results["native_fp32_s"],
         "one_thread_vs_native": results["browser_one_thread"]["network_s"]
         / results["native_fp32_s"],
+        "one_thread_vs_native_one_thread": results["browser_one_thread"]["network_s"]
+        / results["native_fp32_one_thread_s"],
         "int8_threads_vs_native_int8": results["browser_int8_threads"]["network_s"]
         / results["native_int8_s"],
         "int8_threads_vs_fp32_threads": results["browser_int8_threads"]["network_s"]
@@ -157,7 +161,7 @@ def main() -> None:
     }
     args.output.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps({"ratios": report["ratios"], "sizes": sizes}, indent=1))
-    for key in ("native_fp32_s", "native_int8_s", "native_segment_s"):
+    for key in ("native_fp32_s", "native_fp32_one_thread_s", "native_int8_s", "native_segment_s"):
         print(f"{key:28s} {results[key] * 1000:8.1f} ms")
     for key in ("browser_threads", "browser_one_thread", "browser_int8_threads"):
         r = results[key]

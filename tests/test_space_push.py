@@ -30,6 +30,12 @@ from unet_hub.space.push import build_space
 from unet_hub.space.serve import serve_space
 
 ALICE = "hf_alice_token"
+#: ``python app.py`` as a Space runs it, first saying where ``unet_hub`` comes from.
+RUN_AS_ON_A_SPACE = (
+    "import os, runpy, sys; sys.path.insert(0, os.getcwd()); import unet_hub; "
+    "print('package:', os.path.dirname(unet_hub.__file__), flush=True); "
+    "runpy.run_path('app.py', run_name='__main__')"
+)
 GREY = SAMPLE / "test" / "00.png"
 TILING = ["--tile-size", "512", "--overlap", "128"]
 
@@ -219,3 +225,36 @@ def test_downloaded_static_space_segments_in_chromium(pushed, env, model, tmp_pa
         browser.close()
     expected = segment(model[0], read_image(GREY), tile_size=512, overlap=128)
     assert np.abs(probabilities - expected).max() <= 1e-3
+
+
+def test_built_gradio_space_of_the_bundled_model_runs_from_its_own_files(tmp_path) -> None:
+    """The folder alone (its own ``unet_hub`` copy, no UNET_MODEL) serves the app."""
+    import os
+
+    from conftest import _wait_until_serving
+    from support import free_port
+    from unet_hub.files import BUNDLED_MODEL
+
+    folder = build_space(BUNDLED_MODEL, tmp_path / "space", kind="gradio")
+    assert 'UNET_MODEL",' not in (folder / "app.py").read_text()
+    assert (folder / "unet_hub/pretrained/isbi2012/model.safetensors").is_file()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "UNET_MODEL"}
+    env |= {"GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
+    env |= {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    log = tmp_path / "app.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", RUN_AS_ON_A_SPACE],
+            cwd=folder,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_until_serving(f"http://127.0.0.1:{port}/", process, log)
+        # The app runs the Space's own copy of the package, not the one installed here.
+        assert log.read_text().splitlines()[0] == f"package: {folder / 'unet_hub'}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
