@@ -63,6 +63,7 @@ def images(tmp_path_factory) -> dict[str, Path]:
         "grey": GREY,
         "rgb": write_image(folder / "colour.png", colour.astype(np.uint8)),
         "tiff16": write_image(folder / "deep slice.tif", deep.astype(np.uint16)),
+        "png16": write_image(folder / "deep.png", deep[::-1].astype(np.uint16)),
         "large": write_image(folder / "large.png", large),
         "text": _write(folder / "notes.png", b"just some notes, not pixels\n"),
         "huge": write_image(folder / "huge.png", np.zeros((5000, 6000), np.uint8)),
@@ -140,7 +141,7 @@ def test_page_is_cross_origin_isolated_and_uses_threads(page) -> None:
     assert "thread" in page.text_content("#status")
 
 
-@pytest.mark.parametrize("name", ["grey", "rgb", "tiff16", "large"])
+@pytest.mark.parametrize("name", ["grey", "rgb", "tiff16", "png16", "large"])
 def test_page_probabilities_equal_segment(page, model, images, name: str) -> None:
     assert segment_in_page(page, images[name]) == "done", page.text_content("#error")
     assert_matches_segment(page_probabilities(page), model[0], read_image(images[name]))

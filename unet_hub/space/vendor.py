@@ -1,5 +1,6 @@
 """The browser code a static Space ships, pinned: onnxruntime-web (the network's runtime),
-UTIF.js (TIFF, 16-bit included) and pako's inflate (compressed TIFFs), all from npm.
+UTIF.js (TIFF, 16-bit included), UPNG.js (16-bit PNG, which browsers decode to 8 bits)
+and pako's inflate (which both use), all from npm.
 
 Why the files are committed under ``static/vendor/`` rather than fetched by ``space
 build``: they weigh 14.4 MB (the threaded SIMD WebAssembly binary is 14.2 MB of it) but
@@ -62,6 +63,13 @@ PACKAGES = (
         "sha512-WEo4D/xOvFW53K5f5QTaTbbiORcm2/pCL9P6qmJnup+17eYfKaEhDeX9PeQkuyEoIxlbGklDuGl8xw"
         "uXYMrrXQ==",
         {"package/UTIF.js": "UTIF.js", "package/LICENSE": "UTIF.LICENSE"},
+    ),
+    NpmPackage(
+        "upng-js",
+        "2.1.0",
+        "sha512-d3xzZzpMP64YkjP5pr8gNyvBt7dLk/uGI67EctzDuVp4lCZyVMo0aJO6l/VDlgbInJYDY6cnClLoBp29e"
+        "KWI6g==",
+        {"package/UPNG.js": "UPNG.js", "package/LICENSE": "UPNG.LICENSE"},
     ),
     NpmPackage(
         "pako",

@@ -3,7 +3,11 @@
 // cross-fade the probabilities into one buffer. Messages: {type: "progress"|"result"|"error"}.
 "use strict";
 
-importScripts("vendor/ort.wasm.min.js", "vendor/pako_inflate.min.js", "vendor/UTIF.js", "geometry.js");
+self.window = self;  // UPNG.js registers itself on `window`
+importScripts(
+  "vendor/ort.wasm.min.js", "vendor/pako_inflate.min.js", "vendor/UTIF.js", "vendor/UPNG.js",
+  "geometry.js",
+);
 
 let sessionPromise = null;
 let settings = null;
@@ -64,6 +68,19 @@ function decodeTiff(name, buffer) {
   return { pixels, width, height, channels };
 }
 
+// Browsers decode 16-bit PNGs to 8 bits; segment() uses all 16, so UPNG.js decodes them.
+function decodePng16(name, buffer) {
+  let png;
+  try { png = UPNG.decode(buffer); } catch (e) { fail(`${name}: the PNG data is truncated or corrupted; export the image again`); }
+  const channels = { 0: 1, 2: 3, 4: 2, 6: 4 }[png.ctype];
+  if (!channels) fail(`${name}: an unsupported 16-bit PNG colour type; save it as greyscale or RGB`);
+  const n = png.width * png.height * channels;
+  const bytes = new Uint8Array(png.data);
+  const pixels = new Uint16Array(n);
+  for (let i = 0; i < n; i++) pixels[i] = (bytes[2 * i] << 8) | bytes[2 * i + 1];  // big-endian
+  return { pixels, width: png.width, height: png.height, channels };
+}
+
 async function decodeWithBrowser(name, blob, head) {
   // PNG declares its size in the header: refuse a decompression bomb before decoding.
   if (head[0] === 0x89 && head[1] === 0x50 && head.length >= 24) {
@@ -98,7 +115,14 @@ async function decode(file) {
   const head = new Uint8Array(buffer, 0, Math.min(buffer.byteLength, 64));
   const isTiff = (head[0] === 0x49 && head[1] === 0x49 && head[2] === 42) ||
     (head[0] === 0x4d && head[1] === 0x4d && head[3] === 42);
-  return isTiff ? decodeTiff(file.name, buffer) : decodeWithBrowser(file.name, file, head);
+  if (isTiff) return decodeTiff(file.name, buffer);
+  const isPng16 = head[0] === 0x89 && head[1] === 0x50 && head.length >= 25 && head[24] === 16;
+  if (isPng16) {
+    const view = new DataView(buffer);
+    checkPixels(file.name, view.getUint32(16), view.getUint32(20));
+    return decodePng16(file.name, buffer);
+  }
+  return decodeWithBrowser(file.name, file, head);
 }
 
 // The image as the model sees it (display_image in unet_hub/infer/visualize.py), RGBA.
