@@ -29,6 +29,7 @@ from unet_hub.hub.cards import card_eval_dataset, card_metrics, load_model_card
 from unet_hub.infer.export import export_onnx
 from unet_hub.infer.tiling import ALIGN, DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, round_up
 from unet_hub.infer.visualize import ALPHA, PALETTE, colour_name, probability_map
+from unet_hub.model.download import looks_like_a_path
 from unet_hub.model.unet import UNet
 from unet_hub.model.weights import count_parameters
 from unet_hub.space.vendor import ORT_WEB_VERSION, check_vendored, vendored_files
@@ -64,7 +65,8 @@ class SpaceBuildError(UNetHubError):
 
 def is_hub_id(source: str | Path) -> bool:
     """True when ``source`` names a Hub repo rather than a local folder."""
-    return not Path(source).exists() and "/" in str(source) and not str(source).startswith(".")
+    name = str(source)
+    return not Path(source).exists() and "/" in name and not looks_like_a_path(name)
 
 
 def model_label(source: str | Path) -> str:
