@@ -80,7 +80,8 @@ def measure(runs: int, native: dict, pages: dict) -> dict:
         out[name] = {
             "network_s": statistics.median(r["n"] for r in samples[name]),
             "page_s": statistics.median(r["p"] for r in samples[name]),
-            "status": pages[name].text_content("#status"),
+            "threads": pages[name].evaluate("unetHub.threads"),
+            "cross_origin_isolated": pages[name].evaluate("crossOriginIsolated"),
         }
     return out
 

@@ -185,6 +185,7 @@ function onWorkerMessage(event) {
     return;
   }
   if (message.type === "ready") {
+    state.threads = message.threads;
     setStatus(`Ready: the model runs in this browser (WebAssembly, ${message.threads} thread${message.threads === 1 ? "" : "s"}).`, "ready");
     $("file").disabled = false;
     return;
@@ -260,6 +261,7 @@ async function main() {
 
 window.unetHub = {
   segmentFile,
+  get threads() { return state.threads; },  // WebAssembly threads ONNX Runtime Web uses
   get result() { return state.result; },
   // The last probabilities as base64 float32 (little-endian), for tests and benchmarks.
   probabilitiesBase64() {
