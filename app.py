@@ -4,10 +4,14 @@ Serves the model named by the UNET_MODEL environment variable (a Hub repo id or 
 folder; default: the bundled ISBI 2012 model) on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT.
 """
 
+import os
 import sys
 
-from unet_hub.app.webapp import launch
-from unet_hub.errors import UNetHubError
+if os.environ.get("SPACES_ZERO_GPU"):
+    import spaces  # noqa: F401  (ZeroGPU: imported before torch touches CUDA; see zerogpu.py)
+
+from unet_hub.app.webapp import launch  # noqa: E402
+from unet_hub.errors import UNetHubError  # noqa: E402
 
 if __name__ == "__main__":
     try:

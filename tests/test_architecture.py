@@ -29,7 +29,9 @@ LAYERS = {
     "evaluate": 4,
     "train": 5,
     "app": 6,
-    "cli": 6,
+    "space": 6,
+    # The command line composes the layers below, Spaces included.
+    "cli": 7,
 }
 MAX_FUNCTION_LINES = 100
 

@@ -228,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="Hub token with write access (default: HF_TOKEN, else the `hf auth login` one)",
     )
     push.set_defaults(handler=_push)
+    from unet_hub.space.cli import add_space_command
+
+    add_space_command(sub, fmt)  # unet-hub space build|push (unet_hub/space/cli.py)
     return parser
 
 

@@ -29,3 +29,16 @@ def per_class(metric: str, label: str) -> str:
 def on_validation(metric: str) -> str:
     """The name of a score measured on the validation data."""
     return f"{VALIDATION} {metric}"
+
+
+def headline_scores(card_metrics: dict[str, float]) -> dict[str, float]:
+    """The scores a page shows of a model card's metrics, named without "validation":
+    Dice and IoU of each class, pixel error and adapted Rand error at the model's
+    threshold (not the thinned or swept ones; the card has them all)."""
+    scores = {k.removeprefix(f"{VALIDATION} "): v for k, v in card_metrics.items()}
+    return {k: v for k, v in scores.items() if _is_headline(k)}
+
+
+def _is_headline(name: str) -> bool:
+    per_class = name.startswith((f"{DICE} (", f"{IOU} ("))
+    return per_class or name in (PIXEL_ERROR, RAND_ERROR)

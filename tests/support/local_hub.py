@@ -8,7 +8,8 @@ Routes (``{repo}`` is ``{ns}/{name}``, ``{type}`` is ``models``, ``datasets`` or
 ``{prefix}`` is empty for models, ``datasets/`` or ``spaces/`` otherwise):
 
 - ``GET  /api/whoami-v2``                         who owns the Bearer token (401 without one)
-- ``POST /api/repos/create``, ``DELETE /api/repos/delete``
+- ``POST /api/repos/create``, ``DELETE /api/repos/delete`` (a Space needs an ``sdk``; its
+  ``sdk`` and requested ``hardware`` come back in its repo info)
 - ``POST /api/validate-yaml``                     accepts any README metadata
 - ``GET  /api/{type}/{repo}[/revision/{rev}]``    repo info (id, sha, private, siblings, ...)
 - ``GET  /api/{type}/{repo}/tree/{rev}[/{path}]`` tree listing (``recursive=true`` supported)
@@ -75,6 +76,8 @@ LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
 SIGNED_URL_TTL = 3600
 _TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 _PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+#: The SDKs a Space repo may be created with (``huggingface_hub.constants.SPACES_SDK_TYPES``).
+_SPACE_SDKS = ("gradio", "docker", "static", "streamlit")
 _DEFAULT_LFS_PATTERNS = (  # the patterns of the .gitattributes the Hub writes in new repos
     *("*.7z", "*.arrow", "*.bin", "*.bz2", "*.ckpt", "*.ftz", "*.gz", "*.h5", "*.joblib"),
     *("*.lfs.*", "*.mlmodel", "*.model", "*.msgpack", "*.npy", "*.npz", "*.onnx", "*.ot"),
@@ -490,6 +493,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(400, f"Invalid repo name or type: {name!r} ({rtype})")
         if ns != user:
             raise HubError(403, f'You don\'t have the rights to create a {rtype} under "{ns}"')
+        if rtype == "space" and data.get("sdk") not in _SPACE_SDKS:
+            raise HubError(400, f"Invalid Space SDK {data.get('sdk')!r}: one of {_SPACE_SDKS}")
         repo = Repo(self.hub.root, rtype, f"{ns}/{name}")
         url = f"{self.base_url}/{_PREFIXES[rtype]}{ns}/{name}"
         with self.hub.lock:
@@ -500,7 +505,10 @@ class _Handler(BaseHTTPRequestHandler):
             gitattributes = repo.put_blob(DEFAULT_GITATTRIBUTES.encode())
             files = {".gitattributes": gitattributes}
             sha = repo.write_commit(None, files, "initial commit", "", user)
-            repo.save_meta({"private": private, "createdAt": _now(), "branches": {"main": sha}})
+            meta = {"private": private, "createdAt": _now(), "branches": {"main": sha}}
+            if rtype == "space":  # what the Space runs on, as repo info reports it
+                meta |= {"sdk": data["sdk"], "hardware": data.get("hardware")}
+            repo.save_meta(meta)
         self._json(200, {"url": url, "name": f"{ns}/{name}", "id": f"{ns}/{name}"})
 
     def h_delete_repo(self) -> None:
@@ -526,6 +534,9 @@ class _Handler(BaseHTTPRequestHandler):
         info = {"id": repo.repo_id, "author": ns, "sha": sha, "private": meta["private"]}
         info |= {"gated": False, "disabled": False, "createdAt": meta["createdAt"], "tags": []}
         info |= {"lastModified": commit["date"], "siblings": siblings}
+        if rtype == "space":
+            hardware = {"current": None, "requested": meta.get("hardware")}
+            info |= {"sdk": meta.get("sdk"), "runtime": {"stage": "BUILDING", "hardware": hardware}}
         self._json(200, info)
 
     def h_tree(self, rtype: str, ns: str, name: str, rev: str, path: str = "") -> None:

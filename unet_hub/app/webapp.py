@@ -18,12 +18,13 @@ import numpy as np
 
 from unet_hub import metric_names
 from unet_hub.app.batch import add_batch_section
+from unet_hub.app.zerogpu import segmenter
 from unet_hub.data.images import read_image
 from unet_hub.errors import UNetHubError
 from unet_hub.files import BUNDLED_MODEL, EXAMPLES_DIR
 from unet_hub.hub.cards import card_eval_dataset, card_metrics, load_model_card
 from unet_hub.infer.backends import prepare
-from unet_hub.infer.segment import mask_from_probabilities, segment
+from unet_hub.infer.segment import mask_from_probabilities
 from unet_hub.infer.visualize import colour_name, display_image, overlay, probability_map
 from unet_hub.model.unet import UNet
 from unet_hub.model.weights import count_parameters
@@ -55,13 +56,6 @@ def _upload_path(payload: Any) -> str | None:
     return payload.get("path") if isinstance(payload, dict) else getattr(payload, "path", None)
 
 
-def _is_headline(name: str) -> bool:
-    """Whether the page shows this card metric: Dice and IoU of each class, pixel error
-    and adapted Rand error at the model's threshold (not the thinned or swept ones)."""
-    per_class = name.startswith((f"{metric_names.DICE} (", f"{metric_names.IOU} ("))
-    return per_class or name in (metric_names.PIXEL_ERROR, metric_names.RAND_ERROR)
-
-
 def model_source() -> str:
     """The model to serve: ``UNET_MODEL`` (a folder or a Hub repo id) or the bundled one."""
     return os.environ.get("UNET_MODEL") or str(BUNDLED_MODEL)
@@ -78,8 +72,7 @@ def describe_model(model: UNet, source: str, metrics: dict[str, float], dataset:
         f"running on {prepare(model).backend}."
     ]
     # The headline scores only (the card has them all); losses mean little to a reader.
-    scores = {k.removeprefix(f"{metric_names.VALIDATION} "): v for k, v in metrics.items()}
-    scores = {k: v for k, v in scores.items() if _is_headline(k)}
+    scores = metric_names.headline_scores(metrics)
     if scores:
         shown = ", ".join(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items()
@@ -111,6 +104,7 @@ def build_app(model: UNet, source: str) -> gr.Blocks:
     """The web app for ``model`` (loaded from ``source``)."""
     card = load_model_card(source)
     one_class = model.n_classes == 1
+    run_network = segmenter(model)  # segment(model, ·); on ZeroGPU, on its GPU (zerogpu.py)
 
     def run(upload: Any, threshold: float) -> tuple[np.ndarray, Result]:
         """Segment an uploaded image; return the mask PNG (0/255, or class ids)."""
@@ -119,7 +113,7 @@ def build_app(model: UNet, source: str) -> gr.Blocks:
             raise gr.Error("Drop, paste or upload an image first.")
         try:
             image = read_image(image_path, max_pixels=MAX_PIXELS)
-            probabilities = segment(model, image)
+            probabilities = run_network(image)
             picture = display_image(image, model.n_channels, model.config["input_scaling"])
         except UNetHubError as e:
             raise gr.Error(str(e).replace(str(image_path), Path(image_path).name)) from None
