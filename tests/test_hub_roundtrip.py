@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import shlex
 import subprocess
 import sys
 import textwrap
@@ -24,11 +23,13 @@ from typing import Any
 import cv2
 import pytest
 import torch
+import yaml
 
 from conftest import ROOT, SAMPLE
 from support import free_port
 from support.local_hub import LocalHub, Repo, client_env
 from unet_hub import UNet
+from unet_hub.cli import recorded_command
 from unet_hub.hub.cards import card_kwargs, load_model_card
 from unet_hub.model.save import save_model_folder
 
@@ -301,8 +302,10 @@ def test_pushed_card_names_the_repo_and_keeps_the_training_facts(
     assert (
         f"this checkpoint is from epoch {best['epoch']}, the best epoch by validation Dice" in card
     )
-    assert f"- command: `{shlex.join(trained.args)}`" in card
-    assert "- data: examples/isbi2012/train (3 images)" in card
+    # the command as run, with placeholders for this machine's paths
+    assert f"- command: `{recorded_command(trained.args)}`" in card
+    assert "--data DATA --out OUT --image-size 32" in card
+    assert "- data: train (3 images)" in card
     for meta in ("library_name: unet-hub", "pipeline_tag: image-segmentation", "license: mit"):
         assert meta in card
     assert "- name: alice/e2e" in card and "type: validation_dice" in card  # model-index
@@ -533,3 +536,20 @@ def test_the_token_never_leaks(
         if path.is_file():
             data = path.read_bytes()
             assert ALICE.encode() not in data and BOB.encode() not in data, path
+
+
+def test_fine_tuning_from_a_repo_id_records_the_base_model(
+    hub: LocalHub, home: Home, pushed: Run, tmp_path: Path
+) -> None:
+    """Start from alice/e2e (public) by repo id; the pushed card's ``base_model`` names it."""
+    env = hub_env(hub.url, home(), token=ALICE)
+    args = ["train.py", "--data", "examples/isbi2012/train", "--out", str(tmp_path / "tuned")]
+    args += ["--image-size", "32", "--base-channels", "2", "--epochs", "1"]
+    args += ["--init-from", "alice/e2e", "--init-revision", "main", "--push-to-hub", "alice/tuned"]
+    result = run(args, env)
+    assert result.returncode == 0, result.stderr
+    card = stored_files(hub, "alice/tuned")["README.md"].decode()
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["base_model"] == "alice/e2e"
+    assert meta["unet_hub"]["training"]["init_from"] == "alice/e2e at main"
+    assert "- fine-tuned from: alice/e2e at main" in card

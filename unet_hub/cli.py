@@ -419,8 +419,31 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The options whose values are paths of this machine, and what a recorded command shows
+#: in their place (a model card must not name the trainer's folders).
+PATH_PLACEHOLDERS = {"--data": "DATA", "--val-data": "VAL_DATA", "--out": "OUT", "--resume": "RUN"}
+
+
+def recorded_command(argv: Sequence[str]) -> str:
+    """The command line as a model card records it: local paths become placeholders
+    (``--data DATA``); an ``--init-from`` folder becomes its own name."""
+    words = [Path(argv[0]).name]
+    args = list(argv[1:])
+    for i, word in enumerate(args):
+        flag, eq, value = word.partition("=")
+        previous = args[i - 1] if i else ""
+        if eq and flag in PATH_PLACEHOLDERS:
+            word = f"{flag}={PATH_PLACEHOLDERS[flag]}"
+        elif previous in PATH_PLACEHOLDERS:
+            word = PATH_PLACEHOLDERS[previous]
+        elif previous == "--init-from" and Path(word).exists():
+            word = Path(word).name
+        words.append(word)
+    return shlex.join(words)
+
+
 def _command_line() -> str:
-    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    return recorded_command(sys.argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

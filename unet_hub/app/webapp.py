@@ -22,7 +22,7 @@ from unet_hub.app.zerogpu import segmenter
 from unet_hub.data.images import read_image
 from unet_hub.errors import UNetHubError
 from unet_hub.files import BUNDLED_MODEL, EXAMPLES_DIR
-from unet_hub.hub.cards import card_eval_dataset, card_metrics, load_model_card
+from unet_hub.hub.cards import card_eval_dataset, card_metrics, load_model_card, without_paths
 from unet_hub.infer.backends import prepare
 from unet_hub.infer.segment import mask_from_probabilities
 from unet_hub.infer.visualize import colour_name, display_image, overlay, probability_map
@@ -65,6 +65,8 @@ def describe_model(model: UNet, source: str, metrics: dict[str, float], dataset:
     """Markdown telling the user which model runs and what the colours mean."""
     cfg = model.config
     name = "the bundled ISBI 2012 model" if Path(source) == BUNDLED_MODEL else f"`{source}`"
+    if Path(source).is_dir() and Path(source) != BUNDLED_MODEL:
+        name = f"`{Path(source).name}`"  # a folder's own name: the page shows no server path
     channels = {1: "grayscale", 3: "RGB"}.get(cfg["n_channels"], f"{cfg['n_channels']}-channel")
     lines = [
         f"**Model:** {name} — U-Net, {channels} input, width {cfg['base_channels']} "
@@ -78,7 +80,7 @@ def describe_model(model: UNet, source: str, metrics: dict[str, float], dataset:
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items()
         )
         lines.append(
-            f"**Measured** on {dataset or 'its validation data'}, at threshold "
+            f"**Measured** on {without_paths(dataset or 'its validation data')}, at threshold "
             f"{cfg['threshold']}: {shown}; all figures are in the model card."
         )
     if cfg["n_classes"] == 1:

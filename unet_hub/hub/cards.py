@@ -4,6 +4,7 @@ model was trained), read back from its YAML metadata."""
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from huggingface_hub import (
@@ -53,8 +54,17 @@ def card_training(card: ModelCard | None) -> dict[str, Any] | None:
 def card_kwargs(card: ModelCard | None) -> dict[str, Any]:
     """The ``model_card_kwargs`` that rendered ``card``, read back from its metadata, so
     the card can be rendered again (e.g. naming a repo id) without losing a fact."""
+    data = card.data if card is not None else None
     return {
         "metrics": card_metrics(card) or None,
         "eval_dataset": card_eval_dataset(card),
         "training": card_training(card),
+        "dataset_id": (data.datasets or [None])[0] if data is not None else None,
+        "base_model": data.base_model if data is not None else None,
     }
+
+
+def without_paths(text: str) -> str:
+    """``text`` with each file path cut to its last two parts: a card may name its data
+    by a path of the machine that trained the model, which a page must not show."""
+    return re.sub(r"(?:\.{0,2}/)?(?:[\w.-]+/)+([\w.-]+/[\w.-]+)", r"\1", text)

@@ -171,7 +171,9 @@ class UNet(
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
         """Render ``model_card.md`` with this model's config and the training facts passed
         as ``model_card_kwargs``: ``metrics`` (name -> value), ``eval_dataset`` (the name
-        of the data they were measured on), ``training`` (a dict) and ``repo_id``.
+        of the data they were measured on), ``training`` (a dict), ``repo_id``,
+        ``dataset_id`` (a Hub dataset, linked as ``datasets:``) and ``base_model`` (the
+        Hub model it was fine-tuned from).
 
         Metrics measured on a named data set also go into the card's YAML ``model-index``,
         where the Hub and ``card_metrics`` read them.
@@ -180,12 +182,17 @@ class UNet(
             *args, config=self._config.to_dict(), n_parameters=count_parameters(self), **kwargs
         )
         metrics, dataset = kwargs.get("metrics"), kwargs.get("eval_dataset")
+        dataset_id, base_model = kwargs.get("dataset_id"), kwargs.get("base_model")
+        if dataset_id:
+            card.data.datasets = [dataset_id]
+        if base_model:
+            card.data.base_model = base_model
         if metrics and dataset:
             card.data.model_name = kwargs.get("repo_id") or "unet"
             card.data.eval_results = [
                 EvalResult(
                     task_type="image-segmentation",
-                    dataset_type=_slug(dataset),
+                    dataset_type=dataset_id or _slug(dataset),
                     dataset_name=dataset,
                     metric_type=_slug(name),
                     metric_name=name,

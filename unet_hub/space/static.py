@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import yaml
 from unet_hub import metric_names
 from unet_hub.errors import UNetHubError
 from unet_hub.files import BUNDLED_MODEL, EXAMPLES_DIR
-from unet_hub.hub.cards import card_eval_dataset, card_metrics, load_model_card
+from unet_hub.hub.cards import card_eval_dataset, card_metrics, load_model_card, without_paths
 from unet_hub.infer.export import export_onnx
 from unet_hub.infer.tiling import ALIGN, DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, round_up
 from unet_hub.infer.visualize import ALPHA, PALETTE, colour_name, probability_map
@@ -102,12 +101,6 @@ def check_tiling(tile_size: int, overlap: int) -> int:
 def example_images() -> list[Path]:
     """The example images the apps show (the ISBI 2012 test slices)."""
     return sorted(EXAMPLES_DIR.glob("*.png")) if EXAMPLES_DIR.is_dir() else []
-
-
-def without_paths(text: str) -> str:
-    """``text`` with each file path cut to its last two parts: a card may name its data
-    by a path of the machine that trained the model, which a page must not show."""
-    return re.sub(r"(?:\.{0,2}/)?(?:[\w.-]+/)+([\w.-]+/[\w.-]+)", r"\1", text)
 
 
 def description_html(model: UNet, source: str | Path) -> str:

@@ -15,6 +15,7 @@ and a wall-clock budget.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ from unet_hub.train.setup import (
     memory_format,
     seed_epoch,
     seed_everything,
+    start_from_model,
     sync_batchnorm,
 )
 
@@ -248,6 +250,9 @@ def _set_up(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> 
         pin_memory=accelerator.device.type == "cuda",
     )
     model = UNet(cfg.model)
+    if cfg.run.init_from and resumed is None:  # a resumed run restores its own weights
+        for note in start_from_model(model, cfg):
+            accelerator.print(note, file=sys.stderr)
     if cfg.system.sync_bn:
         model = sync_batchnorm(model, accelerator)
     layout = memory_format(cfg, accelerator)
@@ -298,21 +303,26 @@ def _card_facts(
     val_set: SegmentationDataset | None,
     commands: list[str],
 ) -> CardFacts:
+    """The card's training facts. Data sets are named by ``--dataset-name`` or by their
+    folder's own name, never by a path of the machine that trained the model."""
     data = cfg.data
+    name = data.dataset_name or Path(data.data).name
     if val_set is None:
-        eval_dataset = f"{data.data} (training images)"
+        eval_dataset = f"{name} (training images)"
     else:
         held_out = (
-            data.val_data
-            or (data.val_slices and f"slices {data.val_slices} of {data.data}")
-            or f"held-out block of {data.data}"
+            (data.val_data and Path(data.val_data).name)
+            or (data.val_slices and f"slices {data.val_slices} of {name}")
+            or f"held-out block of {name}"
         )
         eval_dataset = f"{held_out} ({len(val_set)} images)"
     notes = list(cfg.output.card_note or [])
     if cfg.output.fp16_weights:
         notes.append("Weights are stored as float16; the model computes in float32.")
+    init = cfg.run.init_from
+    init_text = init and (f"{init} at {cfg.run.init_revision}" if cfg.run.init_revision else init)
     return CardFacts(
-        data=f"{data.data} ({len(train_set)} images)",
+        data=f"{name} ({len(train_set)} images)",
         val=eval_dataset if val_set else None,
         recipe=cfg.recipe(),
         epochs=cfg.schedule.epochs,
@@ -321,6 +331,9 @@ def _card_facts(
         notes=notes,
         eval_dataset=eval_dataset,
         selected_by=metric_names.VAL_DICE if val_set else "mean training loss",
+        dataset_id=data.dataset_id,
+        base_model=init if init and not Path(init).exists() else None,
+        init_from=init_text and (Path(init_text).name if Path(init).exists() else init_text),
     )
 
 
@@ -427,7 +440,7 @@ def _evaluate_best(run: Run, epoch_metrics: dict[str, float]) -> Evaluation:
         }
         why = f"{best:g}, the lowest validation adapted Rand error (--select-threshold)"
         training = training | {"threshold": why}
-    card = {"training": training, "metrics": metrics, "eval_dataset": run.facts.eval_dataset}
+    card = {"training": training, "metrics": metrics, **run.facts.card_kwargs()}
     save_model_folder(model, out, half=run.cfg.output.fp16_weights, **card)
     return evaluation
 

@@ -68,6 +68,18 @@ class DataOptions:
         "resize images and masks to this square size (masks by nearest neighbour); default: "
         "keep their size",
     )
+    dataset_name: str | None = _opt(
+        None,
+        "the training data's name in the model card and on the Hub, e.g. 'ISBI 2012 EM' "
+        "(default: the --data folder's own name; a card never shows a path)",
+        resumable=True,
+    )
+    dataset_id: str | None = _opt(
+        None,
+        "the Hub dataset (user/name) the training data comes from: the card links it "
+        "(datasets: and model-index)",
+        resumable=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -176,6 +188,15 @@ class RunOptions:
         "continue the run in this folder (an earlier --out) from its last checkpoint, with "
         "its saved options; only the options marked 'may change on --resume' may be given "
         "again with other values",
+    )
+    init_from: str | None = _opt(
+        None,
+        "start from the weights of this model (a saved folder or a Hub repo id) instead of "
+        "random ones; with another --n-classes or --n-channels only the last or the first "
+        "convolution starts afresh",
+    )
+    init_revision: str | None = _opt(
+        None, "--init-from: the Hub branch or commit sha (default: main)"
     )
 
 

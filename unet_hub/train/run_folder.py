@@ -82,6 +82,17 @@ class CardFacts:
     eval_dataset: str
     curve: str | None = None
     selected_by: str = metric_names.VAL_DICE
+    dataset_id: str | None = None  # a Hub dataset id, linked from the card
+    base_model: str | None = None  # the Hub model it was fine-tuned from (--init-from)
+    init_from: str | None = None  # the same in words, also for a local folder
+
+    def card_kwargs(self) -> dict[str, Any]:
+        """What a saved model's card needs besides its metrics and training facts."""
+        return {
+            "eval_dataset": self.eval_dataset,
+            "dataset_id": self.dataset_id,
+            "base_model": self.base_model,
+        }
 
     def training(self, epoch: int | str, selected: str, **more: str) -> dict[str, Any]:
         """The card's ``training`` facts for the model of ``epoch``, chosen as ``selected``."""
@@ -96,6 +107,8 @@ class CardFacts:
         }
         if self.curve:
             facts["curve"] = self.curve
+        if self.init_from:
+            facts["init_from"] = self.init_from
         return facts | {"epoch": epoch, "selected": selected, **more}
 
     def best(self, epoch: int) -> dict[str, Any]:
@@ -146,7 +159,7 @@ class RunFolder:
         row, and then the checkpoint: the checkpoint is what says the epoch is complete."""
         if not self.main:
             return
-        card = {"metrics": metrics, "eval_dataset": facts.eval_dataset, "half": half}
+        card = {"metrics": metrics, "half": half, **facts.card_kwargs()}
         last = facts.training(stats.epoch, "the last epoch")
         save_model_folder(net, self.last, training=last, **card)
         if stats.best:

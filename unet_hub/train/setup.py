@@ -17,6 +17,7 @@ from unet_hub.data.pairs import find_pairs, select_stems, split_validation
 from unet_hub.errors import ConfigError, DataError
 from unet_hub.infer.segment import resolve_device
 from unet_hub.model.unet import UNet
+from unet_hub.model.weights import transfer_weights
 from unet_hub.train.losses import unet_weight_map
 from unet_hub.train.options import MIXED_PRECISION, TrainConfig
 
@@ -121,3 +122,23 @@ def seed_epoch(seed: int, epoch: int, rank: int, generator: torch.Generator) -> 
 
 def _derived_seed(*entropy: int) -> int:
     return int(np.random.SeedSequence(list(entropy)).generate_state(1, np.uint64)[0])
+
+
+def start_from_model(model: UNet, cfg: TrainConfig) -> list[str]:
+    """``--init-from``: load that model's weights into ``model`` (strictly; see
+    ``transfer_weights``) and say which layers start afresh."""
+    name, revision = cfg.run.init_from, cfg.run.init_revision
+    source = UNet.from_pretrained(name, revision=revision)
+    fresh = transfer_weights(model, source, f"--init-from {name}")
+    differs = {
+        "n_classes": "classes",
+        "n_channels": "input channels",
+    }
+    notes = []
+    for field, what in differs.items():
+        theirs, ours = source.config[field], model.config[field]
+        if theirs != ours:
+            notes.append(f"{theirs} {what} there, {ours} here")
+    if fresh:
+        return [f"--init-from {name}: {', '.join(notes)}: {' and '.join(fresh)} start(s) afresh"]
+    return []

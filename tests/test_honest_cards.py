@@ -1,0 +1,170 @@
+"""Cards and pages name data sets, never paths of the machine that trained the model;
+``--init-from`` starts from a published model, strictly."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from conftest import ROOT, SAMPLE
+from unet_hub import UNet
+from unet_hub.app.webapp import describe_model
+from unet_hub.cli import recorded_command
+from unet_hub.files import BUNDLED_MODEL
+from unet_hub.hub.cards import card_eval_dataset, card_metrics, load_model_card
+
+#: An absolute path, a home-relative path or a climb out of a folder.
+MACHINE_PATH = re.compile(r"(?:^|[\s'\"(=`])(?:/(?:work|tmp|home|root|usr|mnt)\b|~/|\.\./)")
+
+
+def train_py(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+def card_yaml(folder: Path) -> dict:
+    return yaml.safe_load((folder / "README.md").read_text().split("---")[1])
+
+
+def test_the_pattern_finds_machine_paths():
+    for text in ("data: ../shared/x", "--out /work/bg/b3", "at /tmp/x", "`~/data`"):
+        assert MACHINE_PATH.search(text), text
+    assert not MACHINE_PATH.search("slices 25-29 of ISBI 2012 EM (5 images), 1/2 of it")
+
+
+def test_the_bundled_card_names_no_machine_path():
+    card = (BUNDLED_MODEL / "README.md").read_text()
+    assert not MACHINE_PATH.search(card), MACHINE_PATH.search(card)
+    assert "--data DATA" in card and "--out OUT" in card
+
+
+def test_the_apps_text_names_no_machine_path(tmp_path):
+    model = UNet.from_pretrained(BUNDLED_MODEL)
+    card = load_model_card(str(BUNDLED_MODEL))
+    text = describe_model(model, str(BUNDLED_MODEL), card_metrics(card), card_eval_dataset(card))
+    assert not MACHINE_PATH.search(text)
+    assert "ISBI 2012 EM" in text
+    folder = tmp_path / "my-model"
+    model.save_pretrained(folder)
+    text = describe_model(model, str(folder), {}, "../shared/data/isbi2012/train")
+    assert "`my-model`" in text and str(tmp_path) not in text
+    assert "../" not in text
+
+
+def test_a_recorded_command_shows_placeholders_for_paths():
+    argv = ["/x/train.py", "--data", "/srv/d", "--out=/tmp/o", "--val-data", "v", "--lr", "1"]
+    assert recorded_command(argv) == "train.py --data DATA --out=OUT --val-data VAL_DATA --lr 1"
+
+
+@pytest.fixture(scope="module")
+def named_run(tmp_path_factory) -> Path:
+    """A tiny run with absolute paths, a data set name and a Hub dataset id."""
+    base = tmp_path_factory.mktemp("named")
+    out = base / "deep" / "run"
+    result = train_py(
+        *("--data", str(SAMPLE / "train"), "--out", str(out), "--epochs", "1"),
+        *("--image-size", "32", "--base-channels", "2", "--val-fraction", "0.25"),
+        *("--dataset-name", "Tiny EM", "--dataset-id", "someone/tiny-em"),
+    )
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_a_trained_card_names_the_data_set_not_its_folder(named_run):
+    card = (named_run / "README.md").read_text()
+    assert str(named_run) not in card and str(SAMPLE) not in card
+    assert not MACHINE_PATH.search(card)
+    meta = card_yaml(named_run)
+    assert meta["datasets"] == ["someone/tiny-em"]
+    dataset = meta["model-index"][0]["results"][0]["dataset"]
+    assert dataset == {"name": "held-out block of Tiny EM (1 images)", "type": "someone/tiny-em"}
+    training = meta["unet_hub"]["training"]
+    assert training["data"] == "Tiny EM (3 images)"
+    assert training["command"].startswith("train.py --data DATA --out OUT")
+
+
+def test_without_a_name_the_data_folders_own_name_is_used(tmp_path):
+    out = tmp_path / "run"
+    result = train_py(
+        *("--data", str(SAMPLE / "train"), "--out", str(out), "--epochs", "1"),
+        *("--image-size", "32", "--base-channels", "2", "--val-fraction", "0"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert card_yaml(out)["unet_hub"]["training"]["data"] == "train (4 images)"
+    assert "datasets" not in card_yaml(out)
+
+
+# -- --init-from -------------------------------------------------------------------------
+
+
+def fine_tune(out: Path, *more: str) -> subprocess.CompletedProcess:
+    return train_py(
+        *("--data", str(SAMPLE / "train"), "--out", str(out), "--epochs", "1"),
+        *("--image-size", "64", "--base-channels", "16", "--val-fraction", "0.25"),
+        *("--init-from", str(BUNDLED_MODEL), *more),
+    )
+
+
+def conv_weights(state: dict) -> dict:
+    return {k: v.float() for k, v in state.items() if k.endswith("weight") and v.ndim == 4}
+
+
+def test_init_from_a_folder_starts_from_its_weights(tmp_path):
+    out = tmp_path / "tuned"
+    result = fine_tune(out, "--lr", "0")  # no update: the weights stay the bundled ones
+    assert result.returncode == 0, result.stderr
+    assert "afresh" not in result.stderr
+    tuned = conv_weights(load_file(out / "last" / "model.safetensors"))
+    bundled = conv_weights(load_file(BUNDLED_MODEL / "model.safetensors"))
+    assert tuned.keys() == bundled.keys()
+    for name in tuned:
+        torch.testing.assert_close(tuned[name], bundled[name], rtol=0, atol=0)
+    training = card_yaml(out)["unet_hub"]["training"]
+    assert training["init_from"] == "isbi2012"  # a folder: its name, not its path
+    assert "base_model" not in card_yaml(out)
+
+
+def test_other_classes_start_the_head_afresh_and_keep_the_rest(tmp_path):
+    out = tmp_path / "three"
+    data = tmp_path / "data"
+    for kind in ("images", "masks"):
+        (data / kind).mkdir(parents=True)
+    # class-id masks 0/1/2 made from the sample's 0/255 masks
+
+    for image in sorted((SAMPLE / "train" / "images").glob("*.png")):
+        mask = cv2.imread(str(SAMPLE / "train" / "masks" / image.name), cv2.IMREAD_GRAYSCALE)
+        ids = (mask > 0).astype("uint8")
+        ids[: ids.shape[0] // 4][ids[: ids.shape[0] // 4] == 1] = 2
+        cv2.imwrite(str(data / "masks" / image.name), ids)
+        cv2.imwrite(str(data / "images" / image.name), cv2.imread(str(image)))
+    result = train_py(
+        *("--data", str(data), "--out", str(out), "--epochs", "1", "--lr", "0"),
+        *("--image-size", "64", "--base-channels", "16", "--val-fraction", "0.25"),
+        *("--n-classes", "3", "--init-from", str(BUNDLED_MODEL)),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 classes there, 3 here: the last convolution (outc) start(s) afresh" in result.stderr
+    tuned = conv_weights(load_file(out / "last" / "model.safetensors"))
+    bundled = conv_weights(load_file(BUNDLED_MODEL / "model.safetensors"))
+    assert tuned["outc.weight"].shape == (3, 16, 1, 1)
+    torch.testing.assert_close(tuned["up4.conv.3.weight"], bundled["up4.conv.3.weight"])
+
+
+def test_a_model_of_another_width_is_refused_naming_the_layer(tmp_path):
+    result = train_py(
+        *("--data", str(SAMPLE / "train"), "--out", str(tmp_path / "o"), "--epochs", "1"),
+        *("--image-size", "64", "--base-channels", "8", "--init-from", str(BUNDLED_MODEL)),
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: --init-from ")
+    assert "layer inc.0.weight is (16, 1, 3, 3) there but (8, 1, 3, 3) here" in result.stderr
+    assert "Traceback" not in result.stderr
