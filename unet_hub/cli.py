@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from unet_hub.data.mask_values import MASK_FORMATS
 from unet_hub.errors import UNetHubError
 from unet_hub.files import LAST_DIR
 from unet_hub.train.options import (
@@ -70,12 +71,24 @@ def _option_kwargs(option: Option) -> dict[str, Any]:
     if hint is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
     elif typing.get_origin(hint) is tuple:
-        kwargs.update(nargs="+", type=typing.get_args(hint)[0])
+        item = typing.get_args(hint)[0]
+        parse = _mask_value if typing.get_origin(item) is tuple else item
+        kwargs.update(nargs="+", type=parse)
     else:
         kwargs["type"] = _renamed(option.name, hint) if option.name in RENAMED_VALUES else hint
     if option.choices:
         kwargs["choices"] = option.choices
     return kwargs
+
+
+def _mask_value(text: str) -> tuple[int, ...]:
+    """``--mask-values``: a grey level (``127``) or an R,G,B colour (``255,0,0``)."""
+    from unet_hub.data.mask_values import parse_mask_value
+
+    try:
+        return parse_mask_value(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _renamed(name: str, convert: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -282,6 +295,13 @@ def _add_predict_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--recursive", action="store_true", help="also take images in sub-folders ('**' globs)"
     )
+    parser.add_argument(
+        "--mask-format",
+        choices=MASK_FORMATS,
+        default="values",
+        help="values: masks in the values the model was trained with (255 = foreground, or "
+        "each class's grey level or colour); ids: class ids (0/1 for one class)",
+    )
     _add_instance_options(
         parser,
         "also write <name>_labels.png (16-bit object ids, 0 = background) and objects.csv",
@@ -343,6 +363,7 @@ def _predict(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         max_pixels=args.max_pixels,
         instances=instances,
+        mask_format=args.mask_format,
     )
     for outcome in tqdm(run, total=len(jobs), unit="image", disable=None, file=sys.stderr):
         source, error = outcome.job.source, outcome.error

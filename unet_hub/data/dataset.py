@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from unet_hub.data.augment import Augment
 from unet_hub.data.images import DEFAULT_MAX_PIXELS, read_image, resize, to_model_input
+from unet_hub.data.mask_values import MaskValues
 from unet_hub.data.masks import mask_to_target, read_mask
 from unet_hub.data.pairs import Pair
 from unet_hub.errors import DataError
@@ -46,6 +47,7 @@ class SegmentationDataset(Dataset):
         input_scaling: str = "dtype",
         weight_map: WeightMap | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        mask_values: MaskValues | None = None,
     ):
         if not pairs:
             raise DataError("no image/mask pairs to load")
@@ -57,7 +59,7 @@ class SegmentationDataset(Dataset):
         self.weights: list[np.ndarray] | None = [] if weight_map else None
         for image_path, mask_path in pairs:
             image = read_image(image_path, max_pixels)
-            mask = read_mask(mask_path, n_classes, max_pixels)
+            mask = read_mask(mask_path, n_classes, max_pixels, mask_values)
             if image.shape[:2] != mask.shape[:2]:
                 raise DataError(
                     f"{image_path} is {image.shape[1]}×{image.shape[0]} but its mask "

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from unet_hub.data.images import DEFAULT_MAX_PIXELS, read_image
+from unet_hub.data.mask_values import MaskValues, to_class_ids
 from unet_hub.errors import DataError
 
 #: The mask-value policy for one-class masks (``prepare_mask``): the largest share of
@@ -36,11 +37,18 @@ class MaskWarning(UserWarning):
 
 
 def read_mask(
-    path: str | Path, n_classes: int, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    path: str | Path,
+    n_classes: int,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    mask_values: MaskValues | None = None,
 ) -> np.ndarray:
-    """Read a mask file and apply the mask-value policy to it (``prepare_mask``)."""
+    """Read a mask file and apply the mask-value policy to it (``prepare_mask``); with
+    ``mask_values`` (several classes drawn as grey levels or colours), map them to class
+    ids first."""
     path = Path(path)
     mask = read_image(path, max_pixels)
+    if mask_values is not None:
+        mask = to_class_ids(mask, mask_values, str(path))
     with path.open("rb") as f:
         jpeg = f.read(3) == b"\xff\xd8\xff"  # by content: a JPEG may be named .png
     return prepare_mask(mask, n_classes, str(path), jpeg=jpeg)

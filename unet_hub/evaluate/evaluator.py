@@ -406,6 +406,7 @@ def evaluate_pairs(
         image_size=image_size,
         input_scaling=model.config["input_scaling"],
         max_pixels=max_pixels,
+        mask_values=model.config.mask_values,
     )
     return evaluate_model(
         model,

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from unet_hub.data.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, read_image
+from unet_hub.data.mask_values import mask_to_write
 from unet_hub.errors import UNetHubError
 from unet_hub.files import LABELS_SUFFIX, OBJECTS_NAME
 from unet_hub.infer.instances import (
@@ -237,6 +238,8 @@ def segment_file(
 def write_mask(path: Path, mask: np.ndarray) -> Path:
     """Write a mask PNG, creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if mask.ndim == 3:  # RGB colours; OpenCV writes BGR
+        mask = cv2.cvtColor(mask, cv2.COLOR_RGB2BGR)
     if not cv2.imwrite(str(path), mask):
         raise UNetHubError(f"{path}: could not write the mask; check the folder")
     return path
@@ -251,6 +254,7 @@ def run_batch(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     instances: InstanceOptions | None = None,
     backend: str = "auto",
+    mask_format: str = "values",
 ) -> Iterator[Outcome]:
     """Segment each job's image in turn and write its mask (and, with ``instances``, its
     label image, and its rows of ``out/objects.csv``); yield one ``Outcome`` per image.
@@ -275,7 +279,11 @@ def run_batch(
                     instances=instances,
                     backend=backend,
                 )
-                write_mask(job.mask, result.mask)
+                config = model.config
+                drawn = mask_to_write(
+                    result.mask, config.n_classes, config.mask_values, mask_format
+                )
+                write_mask(job.mask, drawn)
                 if result.instances is not None:
                     write_labels(job.labels, result.instances.labels)
                     write_table(result.instances.table, csv_file, header=False)

@@ -31,6 +31,9 @@ SAVED_EXTRA_KEYS = ("format", "library_name", "model_type")
 #: The fields that say how to use the network, not what it is: they may change after
 #: training (``UNet.update_config``) and do not change an exported graph.
 USAGE_FIELDS = ("labels", "input_scaling", "threshold")
+#: Fields added after format 1: ``config.json`` holds them only when they differ from
+#: their default, so a model that does not use them still loads in older versions.
+ADDED_FIELDS = ("mask_values",)
 #: The keys a ``config.json`` must have (the others have defaults).
 REQUIRED_KEYS = ("n_channels", "n_classes", "base_channels")
 
@@ -70,13 +73,19 @@ class UNetConfig:
         "by its own range)",
     )
     threshold: float = _field(0.5, "recommended foreground probability threshold")
+    mask_values: tuple[tuple[int, ...], ...] | None = _field(
+        None,
+        "several classes: the mask value of each class, in class order, as grey levels "
+        "(0 127 255) or R,G,B colours (0,0,0 255,0,0 0,255,0); default: found in the masks "
+        "(class ids 0, 1, 2... need none)",
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "labels" and isinstance(value, list):
-                value = tuple(value)
-                object.__setattr__(self, "labels", value)
+            if f.name in ("labels", "mask_values") and isinstance(value, list):
+                value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+                object.__setattr__(self, f.name, value)
             if not _type_ok(value, _HINTS[f.name]):
                 raise ConfigError(
                     f"{f.name} must be of type {_type_name(_HINTS[f.name])}, "
@@ -103,6 +112,29 @@ class UNetConfig:
             )
         if not (math.isfinite(self.threshold) and 0.0 < self.threshold < 1.0):
             raise ConfigError(f"threshold must lie strictly between 0 and 1, got {self.threshold}")
+        if self.mask_values is not None:
+            self._check_mask_values()
+
+    def _check_mask_values(self) -> None:
+        values = self.mask_values
+        if self.n_classes == 1:
+            raise ConfigError(
+                "mask_values are for several classes; a one-class mask is 0 = background, "
+                "any other value = foreground"
+            )
+        if len(values) != self.n_classes:
+            raise ConfigError(
+                f"mask_values must give one value for each of the {self.n_classes} classes, "
+                f"got {len(values)}"
+            )
+        widths = {len(v) for v in values}
+        if widths not in ({1}, {3}) or not all(0 <= x <= 65535 for v in values for x in v):
+            raise ConfigError(
+                "mask_values must all be grey levels (one number) or all R,G,B colours, "
+                f"each 0-65535, got {[list(v) for v in values]}"
+            )
+        if len(set(values)) != len(values):
+            raise ConfigError(f"mask_values must differ between classes, got {list(values)}")
 
     # -- views -------------------------------------------------------------------------
 
@@ -113,7 +145,12 @@ class UNetConfig:
     def to_saved_dict(self) -> dict[str, Any]:
         """What ``config.json`` holds: the fields plus the format, library and model type."""
         extras = (CONFIG_FORMAT, LIBRARY_NAME, MODEL_TYPE)
-        return {**self.to_dict(), **dict(zip(SAVED_EXTRA_KEYS, extras, strict=True))}
+        fields = {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in ADDED_FIELDS or v != field_default(k)
+        }
+        return {**fields, **dict(zip(SAVED_EXTRA_KEYS, extras, strict=True))}
 
     def replace(self, **changes: Any) -> UNetConfig:
         """A new config with ``changes``, validated like any other."""
@@ -193,7 +230,9 @@ def check_saved_config(saved: Mapping[str, Any], source: str) -> None:
 
 
 def _jsonable(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def _type_name(hint: Any) -> str:

@@ -114,7 +114,7 @@ def train(cfg: TrainConfig, command: str | None = None) -> TrainResult:
 
 def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> TrainResult:
     run = _set_up(cfg, accelerator, command)
-    state, main = run.state, accelerator.is_main_process
+    cfg, state, main = run.cfg, run.state, accelerator.is_main_process  # cfg: with what was found
     steps = state.samples // run.samples_per_step
     # with a time budget the number of steps is not known in advance
     total = None if run.budget else cfg.schedule.epochs * _steps_per_epoch(run)
@@ -236,7 +236,7 @@ def _set_up(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> 
     if cfg.output.push_to_hub and main:
         check_push_access(cfg.output.push_to_hub)  # a bad token fails now, not after training
     seed_everything(cfg.run.seed)
-    train_set, val_set = load_datasets(cfg)
+    cfg, train_set, val_set = load_datasets(cfg)  # with the masks' values, when found
     generator = torch.Generator()
     o = cfg.optim
     sampler = RandomSampler(

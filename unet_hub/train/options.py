@@ -29,7 +29,7 @@ from unet_hub.train.optim import OPTIMIZERS, SCHEDULES, describe_optimizer, desc
 MIXED_PRECISION = ("no", "fp16", "bf16")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 #: The model fields that training takes as options (the others are set after training).
-MODEL_OPTIONS = ("n_channels", "n_classes", "labels", "base_channels", "bilinear")
+MODEL_OPTIONS = ("n_channels", "n_classes", "labels", "base_channels", "bilinear", "mask_values")
 #: Old spellings of option values, still accepted: old -> new.
 RENAMED_VALUES = {"augment": {"seed": "flips"}}
 _PAPER = AugmentParams()  # the --augment paper defaults
@@ -316,7 +316,7 @@ class TrainConfig:
             group = getattr(self, attr)
             for name in _names(attr):
                 value = getattr(group, name)
-                flat[name] = list(value) if isinstance(value, tuple) else value
+                flat[name] = _lists(value)
         return flat
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -362,9 +362,18 @@ def iter_options() -> Iterator[Option]:
 
 
 def normalised(name: str, value: Any) -> Any:
-    if isinstance(value, list):
-        value = tuple(value)
+    """An option's value in one form: lists (JSON, argparse) as tuples, old spellings of
+    values as their new names."""
+    value = _tuples(value)
     return RENAMED_VALUES.get(name, {}).get(value, value)
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _lists(value: Any) -> Any:
+    return [_lists(v) for v in value] if isinstance(value, tuple) else value
 
 
 def _names(attr: str) -> tuple[str, ...]:

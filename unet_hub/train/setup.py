@@ -4,6 +4,7 @@ so a resumed run replays exactly)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 
@@ -13,6 +14,7 @@ from accelerate import Accelerator
 
 from unet_hub.data.augment import build_augment
 from unet_hub.data.dataset import SegmentationDataset
+from unet_hub.data.mask_values import discover_mask_values
 from unet_hub.data.pairs import find_pairs, select_stems, split_validation
 from unet_hub.errors import ConfigError, DataError
 from unet_hub.infer.segment import resolve_device
@@ -22,8 +24,12 @@ from unet_hub.train.losses import unet_weight_map
 from unet_hub.train.options import MIXED_PRECISION, TrainConfig
 
 
-def load_datasets(cfg: TrainConfig) -> tuple[SegmentationDataset, SegmentationDataset | None]:
-    """The training set and the validation set (None when there is none)."""
+def load_datasets(
+    cfg: TrainConfig,
+) -> tuple[TrainConfig, SegmentationDataset, SegmentationDataset | None]:
+    """The training set and the validation set (None when there is none), and ``cfg``
+    with the masks' values (``--mask-values``) found when several classes are drawn as
+    grey levels or colours."""
     data = cfg.data
     pairs = find_pairs(data.data)
     if data.val_data:
@@ -34,6 +40,11 @@ def load_datasets(cfg: TrainConfig) -> tuple[SegmentationDataset, SegmentationDa
             raise DataError(f"--val-slices {data.val_slices} holds out every file; keep some")
     else:
         train_pairs, val_pairs = split_validation(pairs, data.val_fraction)
+    if cfg.model.n_classes > 1 and cfg.model.mask_values is None:
+        masks = [mask for _, mask in train_pairs + val_pairs]
+        found = discover_mask_values(masks, cfg.model.n_classes)
+        if found is not None:
+            cfg = dataclasses.replace(cfg, model=cfg.model.replace(mask_values=found))
     weight_map = None
     if cfg.loss.loss == "weighted":
         weight_map = functools.partial(
@@ -48,6 +59,7 @@ def load_datasets(cfg: TrainConfig) -> tuple[SegmentationDataset, SegmentationDa
         "n_classes": cfg.model.n_classes,
         "image_size": data.image_size,
         "weight_map": weight_map,
+        "mask_values": cfg.model.mask_values,
     }
     augment = build_augment(cfg.augment.augment, cfg.augment.params())
     train_set = SegmentationDataset(train_pairs, augment=augment, **common)
@@ -58,7 +70,7 @@ def load_datasets(cfg: TrainConfig) -> tuple[SegmentationDataset, SegmentationDa
             f"{data.data}: images of different sizes {sorted(train_set.sizes())} cannot be "
             "batched; pass --image-size, --crop-size or --batch-size 1"
         )
-    return train_set, val_set
+    return cfg, train_set, val_set
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
