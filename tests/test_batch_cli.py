@@ -205,3 +205,19 @@ def test_evaluate_scores_the_objects(model_dir):
     assert f"adapted Rand error (thinned borders), {by}" in rows
     assert f"variation of information, {by}" in rows
     assert "objects per image by watershed, min size 3 px)" in result.stdout
+
+
+def test_the_objects_default_to_what_the_model_recommends(model_dir, tmp_path):
+    recommending = UNet.from_pretrained(model_dir)
+    recommending.update_config(watershed=True, min_size=5)
+    folder = tmp_path / "recommends"
+    recommending.save_pretrained(folder)
+    data = ["--data", str(SAMPLE / "train"), "--image-size", "64"]
+    by_default = _cli("evaluate", str(folder), *data, "--instances")
+    assert by_default.returncode == 0, by_default.stderr
+    assert "objects per image by watershed, min size 5 px)" in by_default.stdout
+    overridden = _cli("evaluate", str(folder), *data, "--no-watershed", "--min-size", "0")
+    assert overridden.returncode == 0, overridden.stderr
+    assert "objects" not in overridden.stdout  # neither option asks for objects
+    components = _cli("evaluate", str(folder), *data, "--instances", "--no-watershed")
+    assert "objects per image by connected components, min size 5 px)" in components.stdout

@@ -30,6 +30,7 @@ from unet_hub.train.options import (
 
 if typing.TYPE_CHECKING:
     from unet_hub.infer.instances import InstanceOptions
+    from unet_hub.model.config import UNetConfig
 
 PROG = "unet-hub"
 
@@ -318,24 +319,31 @@ def _pixel_count(text: str) -> int:
 def _add_instance_options(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--instances", action="store_true", help=what)
     parser.add_argument(
-        "--watershed", action="store_true", help="split touching objects (implies --instances)"
+        "--watershed",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="split touching objects (implies --instances); default: as the model recommends",
     )
     parser.add_argument(
         "--min-size",
         type=_pixel_count,
-        default=0,
+        default=None,
         metavar="N",
-        help="drop objects of fewer than N pixels (implies --instances when above 0)",
+        help="drop objects of fewer than N pixels (implies --instances when above 0); "
+        "default: as the model recommends",
     )
 
 
-def _instance_options(args: argparse.Namespace) -> InstanceOptions | None:
-    """The object options of a command line; None without --instances (or what implies it)."""
+def _instance_options(args: argparse.Namespace, config: UNetConfig) -> InstanceOptions | None:
+    """The object options of a command line, defaulting to what the model recommends;
+    None without --instances (or an option that implies it)."""
     from unet_hub.infer.instances import InstanceOptions
 
-    if args.instances or args.watershed or args.min_size > 0:
-        return InstanceOptions(watershed=args.watershed, min_size=args.min_size)
-    return None
+    if not (args.instances or args.watershed or (args.min_size or 0) > 0):
+        return None
+    watershed = config.watershed if args.watershed is None else args.watershed
+    min_size = config.min_size if args.min_size is None else args.min_size
+    return InstanceOptions(watershed=watershed, min_size=min_size)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -355,7 +363,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise UNetHubError("no images to segment; name image files, folders or glob patterns")
     device = str(resolve_device(args.device))
     model = UNet.from_pretrained(args.model, map_location=device, revision=args.revision)
-    instances = _instance_options(args)
+    instances = _instance_options(args, model.config)
     run = run_batch(
         model,
         jobs,
@@ -404,7 +412,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             tta=args.tta,
             max_pixels=args.max_pixels,
-            instances=_instance_options(args),
+            instances=_instance_options(args, model.config),
         )
     print(evaluation.table())
     if args.out is not None:

@@ -263,12 +263,12 @@ def add_batch_section(model: UNet, *, max_pixels: int | None) -> None:
                 )
                 watershed = gr.Checkbox(
                     label="Split touching objects (watershed)",
-                    value=False,
+                    value=model.config.watershed,  # as the model recommends
                     elem_id="batch-watershed",
                 )
                 min_size = gr.Number(
                     label="Minimum object size (pixels)",
-                    value=0,
+                    value=model.config.min_size,
                     minimum=0,
                     precision=0,
                     elem_id="batch-min-size",

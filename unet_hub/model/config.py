@@ -30,10 +30,10 @@ MODEL_TYPE = "unet"
 SAVED_EXTRA_KEYS = ("format", "library_name", "model_type")
 #: The fields that say how to use the network, not what it is: they may change after
 #: training (``UNet.update_config``) and do not change an exported graph.
-USAGE_FIELDS = ("labels", "input_scaling", "threshold")
+USAGE_FIELDS = ("labels", "input_scaling", "threshold", "watershed", "min_size")
 #: Fields added after format 1: ``config.json`` holds them only when they differ from
 #: their default, so a model that does not use them still loads in older versions.
-ADDED_FIELDS = ("mask_values",)
+ADDED_FIELDS = ("mask_values", "watershed", "min_size")
 #: The keys a ``config.json`` must have (the others have defaults).
 REQUIRED_KEYS = ("n_channels", "n_classes", "base_channels")
 
@@ -79,6 +79,14 @@ class UNetConfig:
         "(0 127 255) or R,G,B colours (0,0,0 255,0,0 0,255,0); default: found in the masks "
         "(class ids 0, 1, 2... need none)",
     )
+    watershed: bool = _field(
+        False,
+        "objects: split touching objects with a watershed on the probabilities (else "
+        "connected components); the app and `unet-hub predict --instances` use it by default",
+    )
+    min_size: int = _field(
+        0, "objects: drop objects of fewer pixels than this (the app and predict's default)"
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -112,6 +120,8 @@ class UNetConfig:
             )
         if not (math.isfinite(self.threshold) and 0.0 < self.threshold < 1.0):
             raise ConfigError(f"threshold must lie strictly between 0 and 1, got {self.threshold}")
+        if self.min_size < 0:
+            raise ConfigError(f"min_size must be 0 or more pixels, got {self.min_size}")
         if self.mask_values is not None:
             self._check_mask_values()
 

@@ -29,7 +29,16 @@ from unet_hub.train.optim import OPTIMIZERS, SCHEDULES, describe_optimizer, desc
 MIXED_PRECISION = ("no", "fp16", "bf16")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 #: The model fields that training takes as options (the others are set after training).
-MODEL_OPTIONS = ("n_channels", "n_classes", "labels", "base_channels", "bilinear", "mask_values")
+MODEL_OPTIONS = (
+    "n_channels",
+    "n_classes",
+    "labels",
+    "base_channels",
+    "bilinear",
+    "mask_values",
+    "watershed",
+    "min_size",
+)
 #: Old spellings of option values, still accepted: old -> new.
 RENAMED_VALUES = {"augment": {"seed": "flips"}}
 _PAPER = AugmentParams()  # the --augment paper defaults
