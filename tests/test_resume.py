@@ -7,6 +7,8 @@ import csv
 import json
 import os
 import random
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -244,3 +246,30 @@ def test_a_full_disk_leaves_the_previous_checkpoint_intact(tmp_path):
     assert state["n"] == 1
     assert not torch.all(tensors["model/outc.weight"] == 1.0)
     assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_NAME]
+
+
+@pytest.mark.parametrize(
+    ("point", "resumable"),
+    [
+        ("step:2:INT", False),  # mid-epoch 1
+        ("validate:1:INT", False),  # epoch 1 trained, before its validation
+        ("save:1:INT", False),  # epoch 1 validated, before its saves
+        ("save:2:INT", True),  # epoch 2 validated, before its saves: epoch 1 is on disk
+    ],
+)
+def test_the_command_printed_after_ctrl_c_always_works(tmp_path, point, resumable):
+    out = tmp_path / "run"
+    stopped = train_py(*TINY, "--epochs", "3", "--out", str(out), env={"UNET_HUB_KILL_AT": point})
+    assert stopped.returncode == 130, stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    assert (out / "interrupted" / "model.safetensors").is_file()
+    printed = re.search(r"with: python (train\.py --resume \S+)", stopped.stderr)
+    if not resumable:
+        assert printed is None
+        assert "no epoch was complete, so there is no checkpoint to resume from" in stopped.stderr
+        return
+    assert "the best model (epoch 1)" in stopped.stderr
+    assert "from the end of epoch 1" in stopped.stderr
+    resumed = train_py(*shlex.split(printed.group(1))[1:])
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["epoch"] for r in log_rows(out)] == ["1", "2", "3"]

@@ -30,7 +30,8 @@ from unet_hub.files import CHECKPOINT_NAME
 CHECKPOINT_FORMAT = 1
 _META_KEY = "unet_hub_checkpoint"
 #: Testing hook: ``UNET_HUB_KILL_AT=point:n`` SIGKILLs the process the n-th time it
-#: reaches ``point`` (see ``fault_point``), so tests can kill a run at an exact moment.
+#: reaches ``point`` (``point:n:INT`` sends SIGINT, as Ctrl-C does; see ``fault_point``),
+#: so tests can stop a run at an exact moment.
 KILL_ENV = "UNET_HUB_KILL_AT"
 _reached: dict[str, int] = {}
 
@@ -40,20 +41,22 @@ class CheckpointError(UNetHubError):
 
 
 def fault_point(name: str) -> None:
-    """Die here, by SIGKILL, when ``UNET_HUB_KILL_AT`` names this point and count.
+    """Die here, by SIGKILL (or SIGINT), when ``UNET_HUB_KILL_AT`` names this point and
+    count.
 
-    Points: ``step`` (after an optimisation step), ``checkpoint-write`` (half of the
-    new checkpoint written), ``checkpoint-rename`` (written and synced, not yet renamed).
+    Points: ``step`` (after an optimisation step), ``validate`` (an epoch trained, before
+    its validation), ``save`` (validated, before its saves), ``checkpoint-write`` (half of
+    the new checkpoint written), ``checkpoint-rename`` (written and synced, not renamed).
     """
     spec = os.environ.get(KILL_ENV)
     if not spec:
         return
-    point, _, count = spec.partition(":")
+    point, count, how = (spec.split(":") + ["", ""])[:3]
     if point != name:
         return
     _reached[name] = _reached.get(name, 0) + 1
     if _reached[name] == int(count or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGINT if how == "INT" else signal.SIGKILL)
 
 
 def save_checkpoint(

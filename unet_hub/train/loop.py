@@ -130,6 +130,7 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
             seed_epoch(cfg.run.seed, epoch, accelerator.process_index, run.generator)
             train_loss, steps, out_of_time = _train_one_epoch(run, epoch, steps, clock, progress)
             val_loss = evaluation = None
+            fault_point("validate")
             if run.val_set is not None:
                 val_loss, evaluation = validate(run.net, run.val_set, run.criterion, accelerator)
             # Without validation data the best model is the one with the lowest mean loss
@@ -145,6 +146,7 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
                 "schedule": run.schedule.state_dict(),
                 "run": asdict(state),
             }
+            fault_point("save")
             run.folder.save_epoch(
                 run.net,
                 stats,
@@ -159,7 +161,7 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
                 break
     except KeyboardInterrupt:
         progress.close()
-        run.folder.save_interrupted(run.net, epoch, state, run.facts)
+        run.folder.save_interrupted(run.net, epoch, run.facts)
         raise
     progress.close()
     return _finish(run)

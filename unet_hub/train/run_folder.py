@@ -21,7 +21,11 @@ from unet_hub import metric_names
 from unet_hub.files import CHECKPOINT_NAME, CURVE_NAME, INTERRUPTED_DIR, LAST_DIR, LOG_NAME
 from unet_hub.model.save import save_model_folder
 from unet_hub.model.unet import UNet
-from unet_hub.train.checkpoint import remove_stale_temporaries, save_checkpoint
+from unet_hub.train.checkpoint import (
+    read_checkpoint_state,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 
 
 @dataclass
@@ -168,16 +172,19 @@ class RunFolder:
         optimizer, state = checkpoint
         save_checkpoint(self.checkpoint, net, optimizer, state)
 
-    def save_interrupted(self, net: UNet, epoch: int, run: RunState, facts: CardFacts) -> None:
-        """On Ctrl-C: keep the model as it was and say how to go on."""
+    def save_interrupted(self, net: UNet, epoch: int, facts: CardFacts) -> None:
+        """On Ctrl-C: keep the model as it was and say how to go on, from what is on disk
+        (the checkpoint is written last, so it is the one record that is always whole)."""
         if not self.main:
             return
         training = facts.training(f"{epoch} (interrupted)", "the model when training was stopped")
         save_model_folder(net, self.interrupted, training=training)
-        if run.epoch:
+        saved = read_checkpoint_state(self.checkpoint)["run"] if self.checkpoint.exists() else {}
+        if saved.get("epoch"):
             how = (
-                f"the best model (epoch {run.best_epoch}) is in {self.path}/; continue from the "
-                f"end of epoch {run.epoch} with: python train.py --resume {self.path}"
+                f"the best model (epoch {saved['best_epoch']}) is in {self.path}/; continue "
+                f"from the end of epoch {saved['epoch']} with: python train.py --resume "
+                f"{self.path}"
             )
         else:
             how = "no epoch was complete, so there is no checkpoint to resume from"
