@@ -26,6 +26,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from results_path import results_path  # noqa: E402
+
 from unet_hub.data.augment import AugmentParams, PaperAugment, RandomFlip  # noqa: E402
 from unet_hub.data.images import read_image  # noqa: E402
 from unet_hub.train.losses import unet_weight_map  # noqa: E402
@@ -69,6 +71,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args()
+    args.out = results_path(parser, args, "out")
 
     image = read_image(SAMPLE / "images" / "00.png")
     mask = read_image(SAMPLE / "masks" / "00.png")

@@ -27,6 +27,8 @@ import cv2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from results_path import results_path  # noqa: E402
+
 from unet_hub import UNet  # noqa: E402
 from unet_hub.infer.batch import find_images, plan_jobs, run_batch  # noqa: E402
 from unet_hub.infer.instances import InstanceOptions  # noqa: E402
@@ -61,6 +63,7 @@ def main() -> None:
     parser.add_argument("--model", default=str(ROOT / "unet_hub" / "pretrained" / "isbi2012"))
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args()
+    args.output = results_path(parser, args, "output")
     model = UNet.from_pretrained(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         inputs, out = Path(tmp) / "in", Path(tmp) / "out"

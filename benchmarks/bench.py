@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' support helpers (free_port)
 
+from results_path import results_path  # noqa: E402
+
 from support import free_port  # noqa: E402
 from unet_hub import UNet, read_image, segment  # noqa: E402
 from unet_hub.infer import backends as fp  # noqa: E402
@@ -511,6 +513,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    args.out = results_path(parser, args, "out")
     if args.quick:
         args.repeats, args.compile, args.app = 3, False, False
     return args

@@ -23,15 +23,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from results_path import results_path  # noqa: E402
+
 from unet_hub import UNet  # noqa: E402
 from unet_hub.cli import train_config  # noqa: E402
 from unet_hub.data.pairs import find_pairs, select_stems  # noqa: E402
+from unet_hub.errors import UNetHubError  # noqa: E402
 from unet_hub.evaluate.evaluator import evaluate_pairs  # noqa: E402
 from unet_hub.train.loop import train  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "isbi2012" / "train"
+DATA = ROOT / "data" / "isbi2012" / "train"  # laid out as the README says
 RESULTS = ROOT / "benchmarks" / "results"
-VAL_SLICES = "25-29"
 #: The recipes, as train.py options on top of the shared ones. "seed" is the defaults.
 RECIPES: dict[str, list[str]] = {
     "seed": [],
@@ -55,7 +57,7 @@ COLUMNS = (
 
 def train_options(name: str, out: Path, args: argparse.Namespace) -> list[str]:
     return [
-        "--data", str(args.data), "--out", str(out), "--val-slices", VAL_SLICES,
+        "--data", str(args.data), "--out", str(out), "--val-slices", args.val_slices,
         "--base-channels", str(args.width), "--epochs", "100000",
         "--max-minutes", f"{args.minutes:g}", "--labels", "cell interior",
         "--seed", str(args.seed), *RECIPES[name],
@@ -74,7 +76,7 @@ def run_recipe(name: str, args: argparse.Namespace) -> dict:
     result = train(cfg, command=command)
     seconds = time.perf_counter() - started
     load_after = os.getloadavg()[0]
-    pairs, _ = select_stems(find_pairs(args.data), VAL_SLICES)
+    pairs, _ = select_stems(find_pairs(args.data), args.val_slices)
     evaluation = evaluate_pairs(UNet.from_pretrained(out), pairs, tta=args.tta)
     print(evaluation.table(), flush=True)
     row = {
@@ -120,10 +122,14 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=16, help="base channels of both")
     parser.add_argument("--tta", action="store_true", help="evaluate with flip TTA")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--data", type=Path, default=DATA, help="images/ + masks/ of ISBI 2012")
+    parser.add_argument(
+        "--val-slices", default="25-29", help="the held-out slices, by stem (e.g. 2-3 on examples/)"
+    )
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "equal_budget")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the table goes")
     args = parser.parse_args()
+    args.results = results_path(parser, args, "results")
 
     rows = [run_recipe(name, args) for name in RECIPES]
     result = {
@@ -131,7 +137,7 @@ def main() -> None:
         "width": args.width,
         "tta": args.tta,
         "train": "slices 00-24",
-        "evaluated_on": f"slices {VAL_SLICES}",
+        "evaluated_on": f"slices {args.val_slices}",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "rows": rows,
     }
@@ -143,4 +149,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UNetHubError as e:
+        sys.exit(f"error: {e}")

@@ -30,6 +30,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' support helpers (free_port)
+from results_path import results_path  # noqa: E402
+
 from support import free_port  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "load_test.json"
@@ -177,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="UNET_MODEL for the app")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    args.output = results_path(parser, args, "output")
     result = run(args)
     args_out = args.output
     args_out.parent.mkdir(parents=True, exist_ok=True)

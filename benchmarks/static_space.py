@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_path import results_path  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
@@ -92,6 +94,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args()
+    args.output = results_path(parser, args, "output")
 
     from playwright.sync_api import sync_playwright
 

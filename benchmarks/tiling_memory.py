@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from results_path import results_path  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "tiling_memory.json"
 
@@ -114,7 +116,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.output = results_path(parser, args, "output")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the tests' support helpers (free_port
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench import ceiling, count_flops, machine  # noqa: E402
+from results_path import results_path  # noqa: E402
 
 from support import free_port  # noqa: E402
 from unet_hub import UNet  # noqa: E402
@@ -118,6 +119,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    args.out = results_path(parser, args, "out")
     data = SHARED if SHARED.is_dir() else EXAMPLES
     load_before = [round(x, 2) for x in os.getloadavg()]
 
