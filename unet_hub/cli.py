@@ -455,7 +455,7 @@ PATH_PLACEHOLDERS = {"--data": "DATA", "--val-data": "VAL_DATA", "--out": "OUT",
 
 def recorded_command(argv: Sequence[str]) -> str:
     """The command line as a model card records it: local paths become placeholders
-    (``--data DATA``); an ``--init-from`` folder becomes its own name."""
+    (``--data DATA``); an ``--init-from`` or ``--teacher`` folder becomes its own name."""
     words = [Path(argv[0]).name]
     args = list(argv[1:])
     for i, word in enumerate(args):
@@ -465,7 +465,7 @@ def recorded_command(argv: Sequence[str]) -> str:
             word = f"{flag}={PATH_PLACEHOLDERS[flag]}"
         elif previous in PATH_PLACEHOLDERS:
             word = PATH_PLACEHOLDERS[previous]
-        elif previous == "--init-from" and Path(word).exists():
+        elif previous in ("--init-from", "--teacher") and Path(word).exists():
             word = Path(word).name
         words.append(word)
     return shlex.join(words)

@@ -64,10 +64,14 @@ def save_checkpoint(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     state: dict[str, Any],
+    ema: torch.nn.Module | None = None,
 ) -> Path:
-    """Atomically write ``model``'s and ``optimizer``'s state and the JSON-able ``state``."""
+    """Atomically write ``model``'s and ``optimizer``'s state (and the averaged weights
+    ``ema``, with ``--ema``) and the JSON-able ``state``."""
     path = Path(path)
     tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors |= {f"ema/{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}
     optim = optimizer.state_dict()
     plain_state: dict[str, dict[str, Any]] = {}
     for index, values in optim["state"].items():
@@ -170,16 +174,25 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         ) from None
 
 
+def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def restore(
     tensors: dict[str, torch.Tensor],
     state: dict[str, Any],
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
+    ema: torch.nn.Module | None = None,
 ) -> None:
-    """Load a checkpoint's tensors and optimiser state into ``model`` and ``optimizer``."""
-    model.load_state_dict(
-        {k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")}
-    )
+    """Load a checkpoint's tensors and optimiser state into ``model`` and ``optimizer``
+    (and its averaged weights into ``ema``)."""
+    model.load_state_dict(_prefixed(tensors, "model/"))
+    if ema is not None:
+        averaged = _prefixed(tensors, "ema/")
+        if not averaged:
+            raise CheckpointError("the checkpoint has no averaged weights; resume without --ema")
+        ema.load_state_dict(averaged)
     optim_state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("optimizer/"):

@@ -39,6 +39,7 @@ class TrainingLog:
     train_loss: list[float]
     val_loss: list[float | None]
     val_dice: list[float | None]
+    val_rand_thinned: list[float | None]  # empty or None in logs written before it
     best_epoch: int | None  # the last epoch marked best: the one the saved model is from
 
     @property
@@ -80,6 +81,10 @@ def read_training_log(log_csv: str | Path) -> TrainingLog:
         train_loss=[number(row, "train_loss") for row in rows],
         val_loss=[number(row, "val_loss") for row in rows],
         val_dice=[number(row, "val_dice") for row in rows],
+        val_rand_thinned=[
+            number(row, "val_rand_error_thinned") if "val_rand_error_thinned" in row else None
+            for row in rows
+        ],
         best_epoch=best[-1] if best else None,
     )
 
@@ -113,10 +118,16 @@ def plot_training_curve(log_csv: Path, png: Path) -> Path:
         loss_axes.plot(log.epoch, val_loss, marker=marker, ms=3, label="validation loss")
     loss_axes.set(title="Loss", xlabel="epoch", ylabel="loss (epoch mean)")
 
-    dice_axes.set(title="Validation Dice", xlabel="epoch", ylabel="Dice")
+    dice_axes.set(title="Validation Dice and Rand error", xlabel="epoch", ylabel="score")
     if log.validated:
         dice = [float("nan") if d is None else d for d in log.val_dice]
         dice_axes.plot(log.epoch, dice, marker=marker, ms=3, color="C2", label="validation Dice")
+    if any(r is not None for r in log.val_rand_thinned):
+        rand = [float("nan") if r is None else r for r in log.val_rand_thinned]
+        dice_axes.plot(
+            log.epoch, rand, marker=marker, ms=3, color="C4",
+            label="adapted Rand error (thinned borders)",
+        )  # fmt: skip
     else:
         dice_axes.text(
             0.5, 0.5, "no validation data", ha="center", va="center",

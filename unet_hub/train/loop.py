@@ -26,6 +26,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from huggingface_hub import CommitInfo
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, RandomSampler
 from tqdm.auto import tqdm
 
@@ -37,11 +38,13 @@ from unet_hub.hub.publish import HubError, check_push_access, push_model_folder
 from unet_hub.model.save import save_model_folder
 from unet_hub.model.unet import UNet
 from unet_hub.train.checkpoint import fault_point, read_checkpoint, read_checkpoint_state, restore
+from unet_hub.train.distill import Teacher
 from unet_hub.train.losses import SegmentationLoss
 from unet_hub.train.optim import LRSchedule, build_optimizer
 from unet_hub.train.options import OPTIONS, TrainConfig, normalised
 from unet_hub.train.run_folder import CardFacts, EpochStats, RunFolder, RunState
 from unet_hub.train.setup import (
+    averaged_model,
     load_datasets,
     make_accelerator,
     memory_format,
@@ -93,6 +96,13 @@ class Run:
     facts: CardFacts
     budget: float | None  # seconds, with --max-minutes
     samples_per_step: int
+    ema: AveragedModel | None = None  # the moving average of the weights, with --ema
+    teacher: Teacher | None = None  # with --teacher
+
+    @property
+    def kept(self) -> UNet:
+        """The model that is validated and saved: the averaged weights with --ema."""
+        return self.ema.module if self.ema is not None else self.net
 
 
 def train(cfg: TrainConfig, command: str | None = None) -> TrainResult:
@@ -132,10 +142,8 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
             val_loss = evaluation = None
             fault_point("validate")
             if run.val_set is not None:
-                val_loss, evaluation = validate(run.net, run.val_set, run.criterion, accelerator)
-            # Without validation data the best model is the one with the lowest mean loss
-            # over the whole epoch (never a single batch's loss).
-            score = evaluation.mean_dice if evaluation is not None else -train_loss
+                val_loss, evaluation = validate(run.kept, run.val_set, run.criterion, accelerator)
+            score = _selection_score(cfg.output.select_by, evaluation, train_loss)
             stats = _epoch_stats(epoch, train_loss, val_loss, evaluation, run.schedule.lr, started)
             run.schedule.after_epoch(score)
             state.record(stats, score, time.perf_counter() - clock)
@@ -148,12 +156,12 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
             }
             fault_point("save")
             run.folder.save_epoch(
-                run.net,
+                run.kept,
                 stats,
                 run.facts,
                 _card_metrics(stats),
                 cfg.output.fp16_weights,
-                (run.optimizer, checkpoint),
+                (run.net, run.optimizer, checkpoint, run.ema),
             )
             accelerator.wait_for_everyone()
             progress.set_postfix_str(_describe(stats), refresh=True)
@@ -161,7 +169,7 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
                 break
     except KeyboardInterrupt:
         progress.close()
-        run.folder.save_interrupted(run.net, epoch, run.facts)
+        run.folder.save_interrupted(run.kept, epoch, run.facts)
         raise
     progress.close()
     return _finish(run)
@@ -179,7 +187,10 @@ def _train_one_epoch(
     for x, y, *weights in run.loader:
         x = x.contiguous(memory_format=run.layout)
         with accelerator.accumulate(model):
-            loss = run.criterion(model(x).float(), y, *weights)
+            logits = model(x).float()
+            loss = run.criterion(logits, y, *weights)
+            if run.teacher is not None:
+                loss = run.teacher.blend(loss, logits, x)
             accelerator.backward(loss)
             run.optimizer.step()
             run.optimizer.zero_grad(set_to_none=True)
@@ -187,6 +198,8 @@ def _train_one_epoch(
         if not accelerator.sync_gradients:
             continue
         steps += 1
+        if run.ema is not None:
+            run.ema.update_parameters(run.net)
         elapsed = time.perf_counter() - clock
         run.schedule.after_step(steps, elapsed)
         progress.update(1)
@@ -211,7 +224,7 @@ def _finish(run: Run) -> TrainResult:
         out=run.folder.path,
         best_epoch=state.best_epoch,
         history=state.history,
-        model=run.net,
+        model=run.kept,
         main=main,
     )
     if run.folder.plot_curve():
@@ -279,6 +292,12 @@ def _set_up(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> 
         budget=cfg.schedule.max_minutes * 60 if cfg.schedule.max_minutes else None,
         samples_per_step=o.batch_size * o.grad_accum * accelerator.num_processes,
     )
+    if o.ema:
+        run.ema = averaged_model(run.net, o.ema)
+    if cfg.loss.teacher:
+        run.teacher = Teacher.load(
+            cfg.loss.teacher, cfg.loss.distill_weight, run.net, accelerator.device
+        )
     total_steps = cfg.schedule.epochs * _steps_per_epoch(run)
     run.schedule = LRSchedule(cfg.schedule.lr_schedule, optimizer, total_steps, run.budget)
     if resumed is not None:
@@ -291,7 +310,7 @@ def _set_up(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> 
 
 def _restore(run: Run, tensors: dict[str, torch.Tensor], saved: dict[str, Any]) -> None:
     """Continue from a checkpoint: weights, optimiser, schedule and progress."""
-    restore(tensors, saved, run.net, run.optimizer)
+    restore(tensors, saved, run.net, run.optimizer, run.ema)
     run.schedule.load_state_dict(saved["schedule"])
     if run.cfg.optim.lr != saved["config"]["lr"]:  # e.g. going on more gently after a divergence
         for group in run.optimizer.param_groups:
@@ -332,7 +351,7 @@ def _card_facts(
         seed=cfg.run.seed,
         notes=notes,
         eval_dataset=eval_dataset,
-        selected_by=metric_names.VAL_DICE if val_set else "mean training loss",
+        selected_by=SELECTED_BY[cfg.output.select_by] if val_set else "mean training loss",
         dataset_id=data.dataset_id,
         base_model=init if init and not Path(init).exists() else None,
         init_from=init_text and (Path(init_text).name if Path(init).exists() else init_text),
@@ -367,7 +386,27 @@ def _epoch_stats(
         evaluation.rand_error,
         lr,
         seconds,
+        val_rand_error_thinned=evaluation.rand_error_thinned,
     )
+
+
+#: What each ``--select-by`` picks the best epoch by, as the card says it.
+SELECTED_BY = {
+    "dice": metric_names.VAL_DICE,
+    "rand": metric_names.on_validation(metric_names.RAND_ERROR),
+    "rand-thinned": metric_names.on_validation(f"{metric_names.RAND_ERROR} {metric_names.THINNED}"),
+}
+
+
+def _selection_score(select_by: str, evaluation: Evaluation | None, train_loss: float) -> float:
+    """The score (higher is better) that picks the best epoch. Without validation data,
+    the lowest mean loss over the whole epoch (never a single batch's loss); without EM
+    scores (several classes), Dice."""
+    if evaluation is None:
+        return -train_loss
+    rand = {"rand": evaluation.rand_error, "rand-thinned": evaluation.rand_error_thinned}
+    value = rand.get(select_by)
+    return evaluation.mean_dice if value is None else -value
 
 
 def _diverged(run: Run, epoch: int, train_loss: float) -> TrainingDiverged:

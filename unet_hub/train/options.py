@@ -17,6 +17,7 @@ import dataclasses
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from unet_hub.data.augment import AUGMENT_MODES, AugmentParams, describe_augment
@@ -27,6 +28,8 @@ from unet_hub.train.losses import LOSSES, SIGMA, W0, describe_loss
 from unet_hub.train.optim import OPTIMIZERS, SCHEDULES, describe_optimizer, describe_schedule
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
+#: How the best epoch is chosen (``--select-by``).
+SELECT_BY = ("dice", "rand", "rand-thinned")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 #: The model fields that training takes as options (the others are set after training).
 MODEL_OPTIONS = (
@@ -143,6 +146,14 @@ class LossOptions:
     class_balance: bool = _opt(
         True, "--loss weighted: also weight each class by its inverse frequency (the paper's w_c)"
     )
+    teacher: str | None = _opt(
+        None,
+        "distil this trained model (a folder or a Hub repo id, e.g. a wider U-Net) into the "
+        "one being trained: its probabilities become soft targets beside the labels",
+    )
+    distill_weight: float = _opt(
+        0.5, "--teacher: the share of the loss that matches the teacher (the rest: the labels)"
+    )
 
 
 @dataclass(frozen=True)
@@ -158,6 +169,12 @@ class OptimOptions:
         "paper's); adam and adamw do not use it",
     )
     batch_size: int = _opt(1, "images per optimisation step")
+    ema: float = _opt(
+        0.0,
+        "keep an exponential moving average of the weights with this decay per step (e.g. "
+        "0.99; 0 = off); the average is what is validated, saved and published, as it damps "
+        "the epoch-to-epoch noise",
+    )
     grad_accum: int = _opt(
         1,
         "accumulate the gradients of N batches per optimisation step "
@@ -247,6 +264,14 @@ class OutputOptions:
         f"output folder: the best model (a save_pretrained folder), {LAST_DIR}/ (the last "
         f"epoch's model), {LOG_NAME} and {CHECKPOINT_NAME} (to --resume from); required "
         "unless --resume",
+    )
+    select_by: str = _opt(
+        "dice",
+        "which epoch is saved as the best model: dice (highest validation Dice), rand (lowest "
+        "validation adapted Rand error: cells that merge or split) or rand-thinned (the same "
+        "after border thinning, as the ISBI 2012 challenge ranks); without validation data, "
+        "the lowest training loss",
+        choices=SELECT_BY,
     )
     select_threshold: bool = _opt(
         False,
@@ -345,6 +370,11 @@ class TrainConfig:
             + f", {describe_augment(self.augment.augment, self.augment.params())}"
             + f", batch size {o.batch_size}"
         )
+        if loss.teacher:
+            teacher = Path(loss.teacher).name if Path(loss.teacher).exists() else loss.teacher
+            text += f", distilled from {teacher} (weight {loss.distill_weight:g})"
+        if o.ema:
+            text += f", weights averaged (EMA decay {o.ema:g})"
         if s.samples_per_epoch:
             text += f", {s.samples_per_epoch} samples per epoch"
         if s.max_minutes:

@@ -42,6 +42,7 @@ class EpochStats:
     lr: float
     seconds: float
     best: bool = False
+    val_rand_error_thinned: float | None = None  # logged since --select-by rand-thinned
 
 
 @dataclass
@@ -157,10 +158,13 @@ class RunFolder:
         facts: CardFacts,
         metrics: dict[str, float],
         half: bool,
-        checkpoint: tuple[torch.optim.Optimizer, dict[str, Any]],
+        checkpoint: tuple[
+            torch.nn.Module, torch.optim.Optimizer, dict[str, Any], torch.nn.Module | None
+        ],
     ) -> None:
         """Save the epoch's model as ``last/`` (and as the best model when it is), its log
-        row, and then the checkpoint: the checkpoint is what says the epoch is complete."""
+        row, and then the checkpoint (the trained model, the optimiser, the run's state and
+        the averaged weights): the checkpoint is what says the epoch is complete."""
         if not self.main:
             return
         card = {"metrics": metrics, "half": half, **facts.card_kwargs()}
@@ -169,8 +173,8 @@ class RunFolder:
         if stats.best:
             save_model_folder(net, self.path, training=facts.best(stats.epoch), **card)
         self.append_log(stats)
-        optimizer, state = checkpoint
-        save_checkpoint(self.checkpoint, net, optimizer, state)
+        trained, optimizer, state, ema = checkpoint
+        save_checkpoint(self.checkpoint, trained, optimizer, state, ema)
 
     def save_interrupted(self, net: UNet, epoch: int, facts: CardFacts) -> None:
         """On Ctrl-C: keep the model as it was and say how to go on, from what is on disk

@@ -11,6 +11,7 @@ import random
 import numpy as np
 import torch
 from accelerate import Accelerator
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from unet_hub.data.augment import build_augment
 from unet_hub.data.dataset import SegmentationDataset
@@ -154,3 +155,11 @@ def start_from_model(model: UNet, cfg: TrainConfig) -> list[str]:
     if fresh:
         return [f"--init-from {name}: {', '.join(notes)}: {' and '.join(fresh)} start(s) afresh"]
     return []
+
+
+def averaged_model(model: torch.nn.Module, decay: float) -> AveragedModel:
+    """``--ema``: an exponential moving average of ``model``'s weights and BatchNorm
+    statistics, updated after every optimisation step."""
+    if not 0.0 < decay < 1.0:
+        raise ConfigError(f"--ema must lie between 0 and 1 (e.g. 0.99), got {decay}")
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
