@@ -12,11 +12,8 @@ logits; keeping them in float32 trades some of the speed-up for fewer changed ma
 pixels (benchmarks/results/bench.md has the figures). int8 changes the output, so it is
 only ever used on request.
 
-Exporting traces the network with ``torch.export`` (seconds per architecture), but the
-traced graph depends only on the architecture, not the weights: it is kept, without
-weights, in memory and under ``$UNET_HUB_CACHE`` (default ``~/.cache/unet-hub``) and
-refilled with each model's weights. Every graph built that way is checked against
-PyTorch before use (``runners.check_runner``), so a stale one is never trusted.
+The graph itself comes from ``unet_hub.infer.onnx`` (traced once per architecture,
+refilled with each model's weights, checked against PyTorch before use).
 """
 
 from __future__ import annotations
