@@ -147,7 +147,8 @@ def wrongly_folded(model: UNet, eps: float = 3e-4) -> runners.TorchRunner:
 
 @pytest.fixture
 def tf32_switches():
-    """PyTorch's two TF32 switches, restored after the test (they are process-wide)."""
+    """PyTorch's two TF32 switches, restored after the test (they are process-wide; the
+    legacy setters also reset what the newer ``fp32_precision`` API set)."""
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     yield
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
@@ -365,3 +366,19 @@ def test_int8_is_an_explicit_opt_in_that_changes_few_pixels(tmp_path, bundled):
     eager = mask_from_probabilities(segment(bundled, image, backend="eager"), threshold)
     int8 = mask_from_probabilities(segment(runner, image), threshold)
     assert (eager != int8).mean() <= 0.005  # measured: 0.1 % (benchmarks/results/bench.md)
+
+
+def test_switches_set_through_pytorchs_newer_api_are_read_and_restored(tiny, tf32_switches):
+    cuda, conv = torch.device("cuda"), torch.backends.cudnn.conv
+    torch.backends.cuda.matmul.allow_tf32 = False
+    conv.fp32_precision = "ieee"  # PyTorch then refuses to read the legacy cuDNN flag
+    assert runners.probability_tolerance(torch.float32, cuda) == runners.FP32_TOLERANCE
+    conv.fp32_precision = "tf32"
+    assert runners.probability_tolerance(torch.float32, cuda) == runners.TF32_TOLERANCE
+    with runners.ieee_float32():
+        assert not runners.tf32_in_use(cuda)
+    assert conv.fp32_precision == "tf32"
+    conv.fp32_precision = "ieee"
+    runner = runners.TorchRunner(fp.fold_batchnorm(tiny), tiny.config, "fused")
+    assert fp.check_runner(runner, tiny) <= TOLERANCE
+    assert conv.fp32_precision == "ieee"

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -208,12 +209,39 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return folded.requires_grad_(False)
 
 
+def _tf32_switches() -> tuple[tuple[object, object], ...]:
+    """PyTorch's TF32 switches for float32 work on GPUs, each as (the holder of the
+    legacy ``allow_tf32`` flag, the node of the newer ``fp32_precision`` API): cuDNN's
+    convolutions (this network's work) and cuBLAS's matmuls."""
+    return (
+        (torch.backends.cudnn, getattr(torch.backends.cudnn, "conv", None)),
+        (torch.backends.cuda.matmul, torch.backends.cuda.matmul),
+    )
+
+
+def _read_switch(legacy: object, node: object) -> tuple[str, object]:
+    """("legacy", bool) or, where the user set it through the newer API (PyTorch then
+    refuses to read the legacy flag), ("new", "tf32" | "ieee" | "none")."""
+    try:
+        return "legacy", bool(legacy.allow_tf32)
+    except RuntimeError:
+        return "new", node.fp32_precision
+
+
+def _write_switch(legacy: object, node: object, api: str, value: object) -> None:
+    if api == "legacy":
+        legacy.allow_tf32 = value
+    else:
+        node.fp32_precision = value
+
+
 def tf32_in_use(device: torch.device) -> bool:
     """Whether float32 convolutions or matmuls on ``device`` may round to TF32: CUDA with
-    either of PyTorch's TF32 switches on (cuDNN's is on by default)."""
-    return device.type == "cuda" and bool(
-        torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32
-    )
+    one of PyTorch's TF32 switches on (cuDNN's is on by default)."""
+    if device.type != "cuda":
+        return False
+    values = [_read_switch(*switch)[1] for switch in _tf32_switches()]
+    return any(value is True or value in ("tf32", "none") for value in values)
 
 
 def probability_tolerance(dtype: torch.dtype, device: torch.device) -> float:
@@ -224,17 +252,25 @@ def probability_tolerance(dtype: torch.dtype, device: torch.device) -> float:
     return TF32_TOLERANCE if dtype == torch.float32 and tf32_in_use(device) else FP32_TOLERANCE
 
 
+#: ``ieee_float32`` changes process-wide switches: one block at a time (re-entrant).
+_ieee_lock = threading.RLock()
+
+
 @contextlib.contextmanager
 def ieee_float32() -> Iterator[None]:
     """Float32 convolutions and matmuls in full IEEE precision (TF32 off) for the block,
-    then PyTorch's switches as they were. The switches are process-wide: another thread
-    running meanwhile computes more precisely (and slower), never less."""
-    cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn, matmul
+    then PyTorch's switches as they were, through the API the user set them with. The
+    switches are process-wide: another thread running meanwhile computes more precisely
+    (and slower), never less."""
+    with _ieee_lock:
+        saved = [(switch, *_read_switch(*switch)) for switch in _tf32_switches()]
+        for switch, api, _ in saved:
+            _write_switch(*switch, api, False if api == "legacy" else "ieee")
+        try:
+            yield
+        finally:
+            for switch, api, value in saved:
+                _write_switch(*switch, api, value)
 
 
 def max_probability_difference(runner: Runner, model: nn.Module, batch: np.ndarray) -> float:
