@@ -205,7 +205,7 @@ def load_and_segment(report: Report) -> None:
         not messages and backend == expected,
         f"backend {backend}" + (f"; warnings: {messages}" if messages else ""),
     )
-    differences = {"tf32_on": bool(torch.backends.cudnn.allow_tf32)}
+    differences = {"tf32_in_use": runners.tf32_in_use(torch.device(DEVICE))}
     eager = segment(model, image, backend="eager")
     differences["fast_vs_eager_default_mode"] = float(np.abs(fast - eager).max())
     with runners.ieee_float32():
@@ -267,20 +267,19 @@ def width_model(width: int):
     return model
 
 
-def with_tf32(on: bool, fn: Callable[[], object]) -> Callable[[], object]:
+def in_ieee_float32(fn: Callable[[], object]) -> Callable[[], object]:
+    from unet_hub.infer.runners import ieee_float32
+
     def call() -> object:
-        cudnn = torch.backends.cudnn.allow_tf32
-        torch.backends.cudnn.allow_tf32 = on
-        try:
+        with ieee_float32():
             return fn()
-        finally:
-            torch.backends.cudnn.allow_tf32 = cudnn
 
     return call
 
 
 def variants(width: int, image: np.ndarray) -> dict[str, Callable[[], object]]:
-    """eager and fused, TF32 on and off, then fused fp16 and bf16."""
+    """eager and fused, in the default math mode (TF32 convolutions on Ampere and later)
+    and in IEEE float32, then fused fp16 and bf16."""
     from unet_hub import segment
 
     model = width_model(width).to(DEVICE)
@@ -288,9 +287,9 @@ def variants(width: int, image: np.ndarray) -> dict[str, Callable[[], object]]:
     bf16 = width_model(width).to(DEVICE, torch.bfloat16)
     calls: dict[str, Callable[[], object]] = {}
     for backend in ("eager", "fused"):
-        for tf32 in (True, False):
-            run_it = lambda b=backend: segment(model, image, backend=b)  # noqa: E731
-            calls[f"{backend} fp32 tf32={'on' if tf32 else 'off'}"] = with_tf32(tf32, run_it)
+        run_it = lambda b=backend: segment(model, image, backend=b)  # noqa: E731
+        calls[f"{backend} fp32 default (TF32)"] = run_it
+        calls[f"{backend} fp32 IEEE"] = in_ieee_float32(run_it)
     calls["fused fp16"] = lambda: segment(half, image, backend="fused")
     calls["fused bf16"] = lambda: segment(bf16, image, backend="fused")
     return calls
@@ -311,7 +310,7 @@ def timings(report: Report, repeats: int) -> None:
             except Exception as e:  # e.g. a dtype a GPU lacks: report, go on
                 report.check(f"timing {key}", False, f"{type(e).__name__}: {e}")
                 continue
-            base = seconds["eager fp32 tf32=off"]
+            base = seconds["eager fp32 IEEE"]
             results[key] = {
                 name: {"ms": round(1000 * s, 2), "speed-up vs eager IEEE fp32": round(base / s, 2)}
                 for name, s in seconds.items()
@@ -338,6 +337,8 @@ def timings(report: Report, repeats: int) -> None:
 
 
 def machine() -> dict:
+    from unet_hub.infer.runners import tf32_in_use
+
     gpu = {}
     if DEVICE == "cuda":
         props = torch.cuda.get_device_properties(0)
@@ -353,8 +354,7 @@ def machine() -> dict:
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version(),
         "python": platform.python_version(),
-        "cudnn_allow_tf32_default": bool(torch.backends.cudnn.allow_tf32),
-        "matmul_allow_tf32_default": bool(torch.backends.cuda.matmul.allow_tf32),
+        "tf32_by_default": tf32_in_use(torch.device(DEVICE)),
     }
 
 

@@ -145,17 +145,20 @@ def wrongly_folded(model: UNet, eps: float = 3e-4) -> runners.TorchRunner:
     return runners.TorchRunner(fp.fold_batchnorm(wrong), model.config, "fused")
 
 
+CONV, MATMUL = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+
+
 @pytest.fixture
 def tf32_switches():
-    """PyTorch's two TF32 switches, restored after the test (they are process-wide; the
-    legacy setters also reset what the newer ``fp32_precision`` API set)."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    """PyTorch's TF32 settings for convolutions and matmuls, restored after the test
+    (they are process-wide)."""
+    saved = CONV.fp32_precision, MATMUL.fp32_precision
     yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    CONV.fp32_precision, MATMUL.fp32_precision = saved
 
 
 def set_tf32(on: bool) -> None:
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = on
+    CONV.fp32_precision = MATMUL.fp32_precision = "tf32" if on else "ieee"
 
 
 def test_a_wrong_fold_fails_the_check_and_the_right_one_passes(tiny):
@@ -179,7 +182,7 @@ def test_a_wrong_fold_fails_the_check_on_cuda_with_tf32_on(tf32_switches):
     )
     with pytest.raises(fp.BackendError, match=r"tolerance 1e-04"):
         fp.check_runner(wrongly_folded(model), model)
-    assert torch.backends.cudnn.allow_tf32  # the user's setting is back
+    assert CONV.fp32_precision == "tf32"  # the user's setting is back
 
 
 def test_the_tolerance_follows_the_math_mode(tf32_switches):
@@ -189,7 +192,7 @@ def test_the_tolerance_follows_the_math_mode(tf32_switches):
     assert runners.probability_tolerance(torch.float32, cpu) == runners.FP32_TOLERANCE
     assert runners.probability_tolerance(torch.float64, cuda) == runners.FP32_TOLERANCE
     assert runners.probability_tolerance(torch.float16, cuda) == runners.HALF_TOLERANCE
-    torch.backends.cudnn.allow_tf32 = False  # matmul's switch alone also counts
+    CONV.fp32_precision = "ieee"  # TF32 matmuls alone also count
     assert runners.probability_tolerance(torch.float32, cuda) == runners.TF32_TOLERANCE
     set_tf32(False)
     assert runners.probability_tolerance(torch.float32, cuda) == runners.FP32_TOLERANCE
@@ -197,20 +200,40 @@ def test_the_tolerance_follows_the_math_mode(tf32_switches):
     assert runners.FP32_TOLERANCE < runners.TF32_TOLERANCE < runners.HALF_TOLERANCE
 
 
-def test_the_check_runs_in_ieee_float32_and_restores_the_switches(tiny, tf32_switches):
+def test_the_legacy_switches_and_matmul_precision_are_honoured(tf32_switches):
+    cuda = torch.device("cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyTorch 2.9 to 2.11 warn that these are legacy
+        torch.backends.cudnn.allow_tf32 = False
+        assert not runners.tf32_in_use(cuda)
+        torch.backends.cudnn.allow_tf32 = True
+        assert runners.tf32_in_use(cuda)
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls
+        assert runners.tf32_in_use(cuda)
+        torch.set_float32_matmul_precision("highest")
+        assert not runners.tf32_in_use(cuda)
+
+
+def test_the_check_runs_in_ieee_float32_and_restores_the_settings(tiny, tf32_switches):
+    cuda = torch.device("cuda")
     set_tf32(True)
     with runners.ieee_float32():
-        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
-        assert runners.probability_tolerance(torch.float32, torch.device("cuda")) == TOLERANCE
-    assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+        assert CONV.fp32_precision == MATMUL.fp32_precision == "ieee"
+        assert runners.probability_tolerance(torch.float32, cuda) == TOLERANCE
+    assert CONV.fp32_precision == MATMUL.fp32_precision == "tf32"
     with pytest.raises(fp.BackendError) as failed:  # strict, and restored after a failure
         fp.check_runner(wrongly_folded(tiny), tiny)
-    assert (
-        runners.FP32_TOLERANCE
-        < float(str(failed.value).split(" by ")[1].split()[0])
-        < runners.TF32_TOLERANCE
-    )
-    assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    assert float(str(failed.value).split(" by ")[1].split()[0]) > runners.FP32_TOLERANCE
+    assert float(str(failed.value).split(" by ")[1].split()[0]) < runners.TF32_TOLERANCE
+    assert CONV.fp32_precision == MATMUL.fp32_precision == "tf32"
+    CONV.fp32_precision = "none"  # as the legacy allow_tf32 = False leaves it
+    fp.check_runner(runners.TorchRunner(fp.fold_batchnorm(tiny), tiny.config, "fused"), tiny)
+    assert CONV.fp32_precision == "none"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no legacy read, hence no deprecation warning
+        with runners.ieee_float32():
+            pass
 
 
 # -- the default uses the fast path, prepared once ---------------------------------------------
@@ -366,19 +389,3 @@ def test_int8_is_an_explicit_opt_in_that_changes_few_pixels(tmp_path, bundled):
     eager = mask_from_probabilities(segment(bundled, image, backend="eager"), threshold)
     int8 = mask_from_probabilities(segment(runner, image), threshold)
     assert (eager != int8).mean() <= 0.005  # measured: 0.1 % (benchmarks/results/bench.md)
-
-
-def test_switches_set_through_pytorchs_newer_api_are_read_and_restored(tiny, tf32_switches):
-    cuda, conv = torch.device("cuda"), torch.backends.cudnn.conv
-    torch.backends.cuda.matmul.allow_tf32 = False
-    conv.fp32_precision = "ieee"  # PyTorch then refuses to read the legacy cuDNN flag
-    assert runners.probability_tolerance(torch.float32, cuda) == runners.FP32_TOLERANCE
-    conv.fp32_precision = "tf32"
-    assert runners.probability_tolerance(torch.float32, cuda) == runners.TF32_TOLERANCE
-    with runners.ieee_float32():
-        assert not runners.tf32_in_use(cuda)
-    assert conv.fp32_precision == "tf32"
-    conv.fp32_precision = "ieee"
-    runner = runners.TorchRunner(fp.fold_batchnorm(tiny), tiny.config, "fused")
-    assert fp.check_runner(runner, tiny) <= TOLERANCE
-    assert conv.fp32_precision == "ieee"

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 FP32_TOLERANCE = 1e-4
 
 #: TF32 policy (one place). On Ampere and later GPUs cuDNN runs float32 convolutions in
-#: TF32 by default (``torch.backends.cudnn.allow_tf32``): inputs are rounded to a 10-bit
+#: TF32 by default (``torch.backends.cudnn.conv.fp32_precision``): inputs are rounded to a 10-bit
 #: mantissa (unit roundoff 2**-11 ≈ 4.9e-4), so two float32 networks that are the same
 #: function (eager and BatchNorm-folded) differ by rounding, not by a bug (1.2e-4 to
 #: 1.3e-4 measured on an H200 in issue 18). TF32 stays on where the user left it on: it is
@@ -209,39 +209,34 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return folded.requires_grad_(False)
 
 
-def _tf32_switches() -> tuple[tuple[object, object], ...]:
-    """PyTorch's TF32 switches for float32 work on GPUs, each as (the holder of the
-    legacy ``allow_tf32`` flag, the node of the newer ``fp32_precision`` API): cuDNN's
-    convolutions (this network's work) and cuBLAS's matmuls."""
+def _precision_chains() -> tuple[tuple[object, ...], ...]:
+    """PyTorch's float32-precision settings that decide whether GPU work rounds to TF32,
+    each as a chain from the setting to its parents (``fp32_precision`` "none" means "as
+    the parent", and "ieee" at the top): cuDNN's convolutions (this network's work) and
+    cuBLAS's matmuls. The legacy ``allow_tf32`` flags and
+    ``torch.set_float32_matmul_precision`` write these same settings, and reading the
+    legacy flags warns on PyTorch 2.9 to 2.11, so only these are read."""
+    backends = torch.backends
     return (
-        (torch.backends.cudnn, getattr(torch.backends.cudnn, "conv", None)),
-        (torch.backends.cuda.matmul, torch.backends.cuda.matmul),
+        (backends.cudnn.conv, backends.cudnn, backends),
+        (backends.cuda.matmul, backends),
     )
 
 
-def _read_switch(legacy: object, node: object) -> tuple[str, object]:
-    """("legacy", bool) or, where the user set it through the newer API (PyTorch then
-    refuses to read the legacy flag), ("new", "tf32" | "ieee" | "none")."""
-    try:
-        return "legacy", bool(legacy.allow_tf32)
-    except RuntimeError:
-        return "new", node.fp32_precision
-
-
-def _write_switch(legacy: object, node: object, api: str, value: object) -> None:
-    if api == "legacy":
-        legacy.allow_tf32 = value
-    else:
-        node.fp32_precision = value
+def _effective_precision(chain: tuple[object, ...]) -> str:
+    for setting in chain:
+        value = getattr(setting, "fp32_precision", "none")
+        if value != "none":
+            return value
+    return "ieee"
 
 
 def tf32_in_use(device: torch.device) -> bool:
     """Whether float32 convolutions or matmuls on ``device`` may round to TF32: CUDA with
-    one of PyTorch's TF32 switches on (cuDNN's is on by default)."""
-    if device.type != "cuda":
-        return False
-    values = [_read_switch(*switch)[1] for switch in _tf32_switches()]
-    return any(value is True or value in ("tf32", "none") for value in values)
+    TF32 allowed for either (cuDNN's convolutions allow it by default)."""
+    return device.type == "cuda" and any(
+        _effective_precision(chain) == "tf32" for chain in _precision_chains()
+    )
 
 
 def probability_tolerance(dtype: torch.dtype, device: torch.device) -> float:
@@ -252,25 +247,25 @@ def probability_tolerance(dtype: torch.dtype, device: torch.device) -> float:
     return TF32_TOLERANCE if dtype == torch.float32 and tf32_in_use(device) else FP32_TOLERANCE
 
 
-#: ``ieee_float32`` changes process-wide switches: one block at a time (re-entrant).
+#: ``ieee_float32`` changes process-wide settings: one block at a time (re-entrant).
 _ieee_lock = threading.RLock()
 
 
 @contextlib.contextmanager
 def ieee_float32() -> Iterator[None]:
     """Float32 convolutions and matmuls in full IEEE precision (TF32 off) for the block,
-    then PyTorch's switches as they were, through the API the user set them with. The
-    switches are process-wide: another thread running meanwhile computes more precisely
-    (and slower), never less."""
+    then PyTorch's settings exactly as they were. The settings are process-wide: another
+    thread running meanwhile computes more precisely (and slower), never less."""
     with _ieee_lock:
-        saved = [(switch, *_read_switch(*switch)) for switch in _tf32_switches()]
-        for switch, api, _ in saved:
-            _write_switch(*switch, api, False if api == "legacy" else "ieee")
+        settings = [chain[0] for chain in _precision_chains()]
+        saved = [setting.fp32_precision for setting in settings]
         try:
+            for setting in settings:
+                setting.fp32_precision = "ieee"
             yield
         finally:
-            for switch, api, value in saved:
-                _write_switch(*switch, api, value)
+            for setting, value in zip(settings, saved, strict=True):
+                setting.fp32_precision = value
 
 
 def max_probability_difference(runner: Runner, model: nn.Module, batch: np.ndarray) -> float:
