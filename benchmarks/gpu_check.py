@@ -5,18 +5,20 @@
 Runs, on ``cuda``:
 
 1. the CUDA-relevant test files (the CUDA tests skip on CPU-only machines);
-2. a short fp16 and a short bf16 training, and a one-process ``torchrun`` training (its
-   NCCL process group must be ended: no "destroy_process_group" warning);
-3. ``unet-hub evaluate --device cuda`` on the shipped examples;
-4. the bundled model loaded on CUDA and segmenting an image: no warning, the fused
+2. the bundled model loaded on CUDA and segmenting an image: no warning, the fused
    backend chosen, and its agreement with eager in TF32 and in IEEE float32;
+3. a short fp16 and a short bf16 training, and a one-process ``torchrun`` training (its
+   NCCL process group must be ended: no "destroy_process_group" warning);
+4. ``unet-hub evaluate --device cuda`` on the shipped examples: no warning;
 5. inference timings (512² and 4096², the bundled width-16 model and a width-64 one;
-   eager and fused, each with TF32 on and off, and fused in fp16 and bf16).
+   eager and fused, each in the default math mode (TF32) and in IEEE float32, and fused
+   in fp16 and bf16).
 
 Prints one line per check and a summary; writes ``gpu.json`` to ``$OUT`` when that
 variable is set, else to ``benchmarks/results/``. Exits 1 when a check fails. On a
 machine without CUDA it says "no CUDA device" and exits 0. Imports only torch, numpy and
 unet_hub itself (pytest for the tests; missing optional packages skip what needs them).
+``--dry-run-on-cpu`` runs the same steps on the CPU at toy sizes, to try the script.
 """
 
 from __future__ import annotations
