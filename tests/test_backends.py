@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -148,13 +149,24 @@ def wrongly_folded(model: UNet, eps: float = 3e-4) -> runners.TorchRunner:
 CONV, MATMUL = torch.backends.cudnn.conv, torch.backends.cuda.matmul
 
 
+@contextlib.contextmanager
+def legacy_tf32_api():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyTorch 2.9 to 2.11 warn that it is legacy
+        yield
+
+
 @pytest.fixture
 def tf32_switches():
-    """PyTorch's TF32 settings for convolutions and matmuls, restored after the test
-    (they are process-wide)."""
-    saved = CONV.fp32_precision, MATMUL.fp32_precision
+    """PyTorch's TF32 settings, restored after the test through the legacy setters: they
+    also reset the flag that PyTorch's own legacy readers (torch.export) check against the
+    newer settings, raising when they disagree."""
+    with legacy_tf32_api():
+        cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
     yield
-    CONV.fp32_precision, MATMUL.fp32_precision = saved
+    with legacy_tf32_api():
+        torch.backends.cudnn.allow_tf32 = cudnn
+        torch.set_float32_matmul_precision(matmul)
 
 
 def set_tf32(on: bool) -> None:
@@ -202,8 +214,7 @@ def test_the_tolerance_follows_the_math_mode(tf32_switches):
 
 def test_the_legacy_switches_and_matmul_precision_are_honoured(tf32_switches):
     cuda = torch.device("cuda")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # PyTorch 2.9 to 2.11 warn that these are legacy
+    with legacy_tf32_api():
         torch.backends.cudnn.allow_tf32 = False
         assert not runners.tf32_in_use(cuda)
         torch.backends.cudnn.allow_tf32 = True
@@ -217,6 +228,10 @@ def test_the_legacy_switches_and_matmul_precision_are_honoured(tf32_switches):
 
 def test_the_check_runs_in_ieee_float32_and_restores_the_settings(tiny, tf32_switches):
     cuda = torch.device("cuda")
+    with runners.ieee_float32():
+        pass
+    with legacy_tf32_api():  # PyTorch's legacy readers (torch.export) still work after it
+        assert torch.backends.cudnn.allow_tf32 in (True, False)
     set_tf32(True)
     with runners.ieee_float32():
         assert CONV.fp32_precision == MATMUL.fp32_precision == "ieee"
