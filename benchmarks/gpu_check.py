@@ -136,7 +136,7 @@ def run_tests(report: Report, logs: Path) -> None:
         print(tail(result.stdout, 40))
 
 
-# -- 2. training and evaluation -------------------------------------------------------------
+# -- 3 and 4. training and evaluation ---------------------------------------------------
 
 
 def make_data(root: Path) -> Path:
@@ -187,7 +187,7 @@ def train_and_evaluate(report: Report, work: Path) -> None:
     report.check(f"unet-hub evaluate --device {DEVICE}", ok, detail)
 
 
-# -- 3. loading on CUDA: no warning, the fused path ------------------------------------------
+# -- 2. loading on CUDA: no warning, the fused path ----------------------------------------
 
 
 def load_and_segment(report: Report) -> None:
@@ -225,7 +225,7 @@ def load_and_segment(report: Report) -> None:
     )
 
 
-# -- 4. timings -------------------------------------------------------------------------------
+# -- 5. timings -------------------------------------------------------------------------------
 
 
 def synchronised(fn: Callable[[], object]) -> Callable[[], float]:
