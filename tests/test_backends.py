@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import os
 import warnings
@@ -110,14 +112,143 @@ def test_backends_give_the_same_masks_on_the_shipped_examples(bundled, backend):
         assert np.all(np.abs(eager[flipped] - threshold) <= TOLERANCE), path.name
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_fused_matches_eager_on_cuda():
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@needs_cuda
+def test_fused_is_chosen_on_cuda_without_a_warning_and_matches_eager():
     model = sensitive_model(base_channels=4).cuda()
     image = noise((96, 160))
-    runner = fp.prepare(model, "auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runner = fp.prepare(model, "auto")
     assert runner.backend == "fused" and runner.device.type == "cuda"
+    # at run time both paths use the default math mode (TF32 on Ampere and later) ...
+    tolerance = runners.probability_tolerance(torch.float32, runner.device)
     eager = segment(model, image, backend="eager")
-    assert max_difference(segment(model, image), eager) <= TOLERANCE
+    assert max_difference(segment(model, image), eager) <= tolerance
+    # ... and in IEEE float32 they agree as on the CPU
+    with runners.ieee_float32():
+        eager = segment(model, image, backend="eager")
+        assert max_difference(segment(model, image), eager) <= TOLERANCE
+
+
+# -- the check: strict IEEE float32 whatever the math mode (the TF32 policy) ------------------
+
+
+def wrongly_folded(model: UNet, eps: float = 3e-4) -> runners.TorchRunner:
+    """A folding bug: BatchNorm's epsilon taken as 3e-4 instead of the model's 1e-5. Off
+    by ~4e-4 in probability: within TF32's tolerance, so only a strict check catches it."""
+    wrong = copy.deepcopy(model)
+    for module in wrong.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eps = eps
+    return runners.TorchRunner(fp.fold_batchnorm(wrong), model.config, "fused")
+
+
+CONV, MATMUL = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+
+
+@contextlib.contextmanager
+def legacy_tf32_api():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyTorch 2.9 to 2.11 warn that it is legacy
+        yield
+
+
+@pytest.fixture
+def tf32_switches():
+    """PyTorch's TF32 settings, restored after the test through the legacy setters: they
+    also reset the flag that PyTorch's own legacy readers (torch.export) check against the
+    newer settings, raising when they disagree."""
+    with legacy_tf32_api():
+        cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    yield
+    with legacy_tf32_api():
+        torch.backends.cudnn.allow_tf32 = cudnn
+        torch.set_float32_matmul_precision(matmul)
+
+
+def set_tf32(on: bool) -> None:
+    CONV.fp32_precision = MATMUL.fp32_precision = "tf32" if on else "ieee"
+
+
+def test_a_wrong_fold_fails_the_check_and_the_right_one_passes(tiny):
+    assert (
+        fp.check_runner(runners.TorchRunner(fp.fold_batchnorm(tiny), tiny.config, "fused"), tiny)
+        <= TOLERANCE
+    )
+    with pytest.raises(
+        fp.BackendError, match=r"differs from the eager model .*\(tolerance 1e-04\)"
+    ):
+        fp.check_runner(wrongly_folded(tiny), tiny)
+
+
+@needs_cuda
+def test_a_wrong_fold_fails_the_check_on_cuda_with_tf32_on(tf32_switches):
+    model = sensitive_model(base_channels=4).cuda()
+    set_tf32(True)
+    assert (
+        fp.check_runner(runners.TorchRunner(fp.fold_batchnorm(model), model.config, "fused"), model)
+        <= TOLERANCE
+    )
+    with pytest.raises(fp.BackendError, match=r"tolerance 1e-04"):
+        fp.check_runner(wrongly_folded(model), model)
+    assert CONV.fp32_precision == "tf32"  # the user's setting is back
+
+
+def test_the_tolerance_follows_the_math_mode(tf32_switches):
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    set_tf32(True)
+    assert runners.probability_tolerance(torch.float32, cuda) == runners.TF32_TOLERANCE
+    assert runners.probability_tolerance(torch.float32, cpu) == runners.FP32_TOLERANCE
+    assert runners.probability_tolerance(torch.float64, cuda) == runners.FP32_TOLERANCE
+    assert runners.probability_tolerance(torch.float16, cuda) == runners.HALF_TOLERANCE
+    CONV.fp32_precision = "ieee"  # TF32 matmuls alone also count
+    assert runners.probability_tolerance(torch.float32, cuda) == runners.TF32_TOLERANCE
+    set_tf32(False)
+    assert runners.probability_tolerance(torch.float32, cuda) == runners.FP32_TOLERANCE
+    # TF32 rounds to a 10-bit mantissa: wider than float32's 1e-4, below half's 1e-2
+    assert runners.FP32_TOLERANCE < runners.TF32_TOLERANCE < runners.HALF_TOLERANCE
+
+
+def test_the_legacy_switches_and_matmul_precision_are_honoured(tf32_switches):
+    cuda = torch.device("cuda")
+    with legacy_tf32_api():
+        torch.backends.cudnn.allow_tf32 = False
+        assert not runners.tf32_in_use(cuda)
+        torch.backends.cudnn.allow_tf32 = True
+        assert runners.tf32_in_use(cuda)
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls
+        assert runners.tf32_in_use(cuda)
+        torch.set_float32_matmul_precision("highest")
+        assert not runners.tf32_in_use(cuda)
+
+
+def test_the_check_runs_in_ieee_float32_and_restores_the_settings(tiny, tf32_switches):
+    cuda = torch.device("cuda")
+    with runners.ieee_float32():
+        pass
+    with legacy_tf32_api():  # PyTorch's legacy readers (torch.export) still work after it
+        assert torch.backends.cudnn.allow_tf32 in (True, False)
+    set_tf32(True)
+    with runners.ieee_float32():
+        assert CONV.fp32_precision == MATMUL.fp32_precision == "ieee"
+        assert runners.probability_tolerance(torch.float32, cuda) == TOLERANCE
+    assert CONV.fp32_precision == MATMUL.fp32_precision == "tf32"
+    with pytest.raises(fp.BackendError) as failed:  # strict, and restored after a failure
+        fp.check_runner(wrongly_folded(tiny), tiny)
+    assert float(str(failed.value).split(" by ")[1].split()[0]) > runners.FP32_TOLERANCE
+    assert float(str(failed.value).split(" by ")[1].split()[0]) < runners.TF32_TOLERANCE
+    assert CONV.fp32_precision == MATMUL.fp32_precision == "tf32"
+    CONV.fp32_precision = "none"  # as the legacy allow_tf32 = False leaves it
+    fp.check_runner(runners.TorchRunner(fp.fold_batchnorm(tiny), tiny.config, "fused"), tiny)
+    assert CONV.fp32_precision == "none"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no legacy read, hence no deprecation warning
+        with runners.ieee_float32():
+            pass
 
 
 # -- the default uses the fast path, prepared once ---------------------------------------------

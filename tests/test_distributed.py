@@ -112,6 +112,18 @@ def test_two_processes_step_like_one_process_on_the_union_of_their_shards(tmp_pa
     assert "(3 images)" in card
 
 
+def test_one_process_under_torchrun_ends_its_process_group(tmp_path, data):
+    """torchrun with one process starts a process group too (gloo here, NCCL on GPUs, where
+    one left at exit prints "destroy_process_group() was not called"): train() ends it."""
+    one = [str(BIN / "torchrun"), "--nproc_per_node", "1", "--master_port", str(free_port())]
+    result = launch(one, tmp_path / "dump", "--data", str(data), "--out", str(tmp_path / "out"),
+                    "--epochs", "1", "--samples-per-epoch", "2", *TINY)  # fmt: skip
+    groups = json.loads((tmp_path / "dump" / "rank0.json").read_text())
+    assert groups == {"started": ["gloo"], "left_after_train": False}
+    assert "destroy_process_group" not in result.stderr
+    assert [r["epoch"] for r in log(tmp_path / "out")] == ["1"]
+
+
 def test_validation_gathered_across_processes_equals_one_process(tmp_path, data):
     """5 images on 2 processes (3 + 2): each scored once, in order, as by one process."""
     model = tmp_path / "model"

@@ -18,6 +18,10 @@ installed, then ``fused``, then ``eager``. Every runner built from a model is ch
 against the eager model on a probe batch when it is built; under "auto" one that fails
 the check (or cannot be built) is skipped with a warning. Runners are cached per model
 and rebuilt when its weights change. The user's model itself is never modified.
+
+On GPUs the check runs in strict IEEE float32; at run time every backend uses the math
+mode the user set (TF32 convolutions by default on Ampere and later): see
+``unet_hub.infer.runners.TF32_TOLERANCE`` for the policy.
 """
 
 from __future__ import annotations

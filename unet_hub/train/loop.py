@@ -113,10 +113,12 @@ def train(cfg: TrainConfig, command: str | None = None) -> TrainResult:
     try:
         return _train(cfg, accelerator, command)
     finally:
-        if accelerator.num_processes > 1:
-            # an undestroyed process group aborts the process at exit
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Any launcher's process group, one process included (torchrun
+            # --nproc_per_node 1 on a GPU starts NCCL): an undestroyed one warns or
+            # aborts at exit.
             accelerator.end_training()
-        else:
+        if accelerator.num_processes == 1:
             # let the next train() in this process choose other Accelerate settings
             AcceleratorState._reset_state(reset_partial_state=True)
             GradientState._reset_state()
