@@ -21,6 +21,7 @@ LAYERS = {
     "errors": 0,
     "version": 0,
     "files": 0,
+    "limits": 0,
     "model": 1,
     "data": 2,
     "hub": 2,
