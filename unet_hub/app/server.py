@@ -1,0 +1,65 @@
+"""Serving the app: Gradio mounted in a FastAPI app that sets the security policy.
+
+Gradio's own ``launch`` offers no place for response headers, and its CORS layer echoes
+any origin with credentials when the host is not localhost (a Space). Mounting the
+Blocks in a FastAPI app that has its own ``CORSMiddleware`` turns Gradio's CORS layer
+off (see ``gradio.mount_gradio_app``); ``SecurityMiddleware`` adds the rest.
+"""
+
+from __future__ import annotations
+
+import os
+
+import gradio as gr
+import uvicorn
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from unet_hub.app.http import SecurityMiddleware
+from unet_hub.app.settings import AppSettings
+
+#: Uploads above this size are refused by Gradio itself.
+MAX_FILE_SIZE = "50mb"
+#: Sessions whose Gradio state is kept; results themselves are bounded by the store.
+SESSION_CAPACITY = 1000
+
+
+def server_app(blocks: gr.Blocks, settings: AppSettings, allowed_paths: list[str]) -> FastAPI:
+    """The ASGI app that serves ``blocks`` at ``/`` behind the security middleware."""
+    api = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    # No origin but the page's own may read replies; a present CORSMiddleware also
+    # turns off Gradio's, which would echo foreign origins with credentials.
+    api.add_middleware(CORSMiddleware, allow_origins=[], allow_credentials=False)
+    api.add_middleware(SecurityMiddleware, settings=settings, event_ids=lambda: set(blocks.fns))
+    blocks.state_session_capacity = SESSION_CAPACITY
+    app = gr.mount_gradio_app(
+        api,
+        blocks,
+        path="/",
+        max_file_size=MAX_FILE_SIZE,
+        allowed_paths=allowed_paths,
+        enable_monitoring=False,
+        footer_links=["api", "gradio"],
+        run_history=False,
+        show_error=True,
+    )
+    # Gradio checks that a payload's file lies in its upload folder only once the Blocks
+    # "has launched", which mounting does not set: without this, a payload naming any
+    # server file would be copied into the cache (and be served from there).
+    blocks.has_launched = True
+    return app
+
+
+def serve(blocks: gr.Blocks, settings: AppSettings, allowed_paths: list[str]) -> None:
+    """Serve on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT (default 127.0.0.1:7860) until
+    stopped; Gradio's temporary files are deleted on the way out."""
+    host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+    port = int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
+    print(f"unet-hub: open http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/")
+    uvicorn.run(
+        server_app(blocks, settings, allowed_paths),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
