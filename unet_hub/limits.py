@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+import PIL.Image
+
 #: The library's and the CLI's default pixel limit (``--max-pixels``): 100 MP is 10000×10000.
 DEFAULT_MAX_PIXELS = 100_000_000
 #: The web app's default, lower because anyone may call a public Space.
@@ -31,10 +33,16 @@ def max_pixels_from_env(default: int) -> int:
     return int(text)
 
 
+#: The most pixels any image may have, whatever ``max_pixels`` says: Pillow refuses a
+#: header of more than twice its warning limit as a decompression bomb (about 179 MP).
+HARD_MAX_PIXELS = 2 * PIL.Image.MAX_IMAGE_PIXELS
+
+
 def opencv_pixel_cap() -> int:
-    """OpenCV's own cap: the process's limit when ``UNET_MAX_PIXELS`` sets it, else the
-    library's default."""
-    return max_pixels_from_env(DEFAULT_MAX_PIXELS)
+    """OpenCV's own cap: the process's limit when ``UNET_MAX_PIXELS`` sets it (the web
+    app), else the hard limit, so that ``max_pixels=None`` (``--max-pixels 0``) still
+    means "no limit but the decoders' own"."""
+    return max_pixels_from_env(HARD_MAX_PIXELS)
 
 
 # An explicit OPENCV_IO_MAX_IMAGE_PIXELS from the environment wins.

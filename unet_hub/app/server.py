@@ -8,12 +8,16 @@ off (see ``gradio.mount_gradio_app``); ``SecurityMiddleware`` adds the rest.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import gradio as gr
 import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from gradio.utils import get_upload_folder
 
 from unet_hub.app.http import SecurityMiddleware
 from unet_hub.app.settings import AppSettings
@@ -26,11 +30,24 @@ SESSION_CAPACITY = 1000
 
 def server_app(blocks: gr.Blocks, settings: AppSettings, allowed_paths: list[str]) -> FastAPI:
     """The ASGI app that serves ``blocks`` at ``/`` behind the security middleware."""
-    api = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        delete_kept_files(blocks)  # after Gradio's own shutdown (mounting nests it inside)
+
+    api = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
     # No origin but the page's own may read replies; a present CORSMiddleware also
     # turns off Gradio's, which would echo foreign origins with credentials.
     api.add_middleware(CORSMiddleware, allow_origins=[], allow_credentials=False)
-    api.add_middleware(SecurityMiddleware, settings=settings, event_ids=lambda: set(blocks.fns))
+    api.add_middleware(
+        SecurityMiddleware,
+        settings=settings,
+        event_ids=lambda: set(blocks.fns),
+        public_api=lambda: {
+            fn.api_name for fn in blocks.fns.values() if fn.api_visibility == "public"
+        },
+    )
     blocks.state_session_capacity = SESSION_CAPACITY
     app = gr.mount_gradio_app(
         api,
@@ -63,3 +80,18 @@ def serve(blocks: gr.Blocks, settings: AppSettings, allowed_paths: list[str]) ->
         log_level="warning",
         timeout_graceful_shutdown=5,
     )
+
+
+def delete_kept_files(blocks: gr.Blocks) -> None:
+    """Delete the files Gradio keeps in its cache for the app's lifetime (the examples'
+    copies), and the folders they leave empty; Gradio's ``delete_cache`` has already
+    deleted the rest on shutdown."""
+    cache = Path(get_upload_folder()).resolve()
+    for component in blocks.blocks.values():
+        for name in getattr(component, "keep_in_cache", ()):
+            path = Path(name).resolve()
+            if not path.is_relative_to(cache):
+                continue
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # not empty: something else lives there
+                path.parent.rmdir()

@@ -18,7 +18,7 @@ import PIL.Image
 from PIL import TiffImagePlugin
 
 from unet_hub.errors import ImageReadError
-from unet_hub.limits import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS
+from unet_hub.limits import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, opencv_pixel_cap
 from unet_hub.model.config import INPUT_SCALINGS
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -156,7 +156,15 @@ def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     """
     path = Path(path)
     fmt = check_image_file(path, max_pixels)
-    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:  # OpenCV's own pixel cap (see unet_hub.limits), or worse
+        if "MAX_IMAGE_PIXELS" in str(e):
+            raise ImageReadError(
+                f"{path}: more than the {opencv_pixel_cap():,} pixels this process decodes "
+                "(UNET_MAX_PIXELS); downscale or crop it first"
+            ) from None
+        raise ImageReadError(f"{path}: the {fmt} data cannot be decoded; export it again") from None
     if image is None or image.size == 0:
         raise ImageReadError(
             f"{path}: the {fmt} data is truncated or corrupted; export the image again"
