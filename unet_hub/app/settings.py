@@ -6,8 +6,8 @@
 | ``UNET_RUN_SECONDS`` | 60 | seconds of network time one run may take |
 | ``UNET_TEMP_TTL`` | 3600 | seconds uploads, outputs and a session's result are kept |
 | ``UNET_STATE_MB`` | 128 | memory kept for all sessions' results (the threshold slider) |
-| ``UNET_RATE_BURST`` | 30 | requests a client may send at once (upload, run, call) |
-| ``UNET_RATE_PER_MINUTE`` | 60 | requests a client may send per minute after a burst |
+| ``UNET_RATE_BURST`` | 60 | requests a client may send at once (upload, run, call) |
+| ``UNET_RATE_PER_MINUTE`` | 120 | requests a client may send per minute after a burst |
 | ``UNET_FRAME_ANCESTORS`` | (none) | more origins allowed to embed the page, space-separated |
 """
 
@@ -46,8 +46,8 @@ class AppSettings:
     run_seconds: float = 60.0
     temp_ttl: int = 3600
     state_bytes: int = 128 * 2**20
-    rate_burst: int = 30
-    rate_per_minute: float = 60.0
+    rate_burst: int = 60
+    rate_per_minute: float = 120.0
     frame_ancestors: tuple[str, ...] = SPACE_ANCESTORS
 
     @classmethod
