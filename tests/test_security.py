@@ -451,6 +451,22 @@ def test_9_foreign_origins_get_no_credentialed_cors_and_cannot_upload(app, tmp_p
     assert same.status_code == 200
 
 
+def test_9_same_origin_is_the_request_host_or_the_space_host():
+    from starlette.datastructures import Headers
+
+    from unet_hub.app.http import same_origin
+
+    direct = Headers({"host": "127.0.0.1:7860"})
+    assert same_origin("http://127.0.0.1:7860", direct)
+    assert not same_origin("http://127.0.0.1:7861", direct)
+    assert not same_origin("null", direct)
+    proxied = Headers({"host": "10.0.0.5:7860", "x-forwarded-host": "me-unet.hf.space"})
+    assert same_origin("https://me-unet.hf.space", proxied)
+    rewritten = Headers({"host": "10.0.0.5:7860"})
+    assert same_origin("https://me-unet.hf.space", rewritten, ["me-unet.hf.space"])
+    assert not same_origin("https://other-space.hf.space", rewritten, ["me-unet.hf.space"])
+
+
 def test_9_errors_name_the_file_not_the_server_path(url, tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_text("just notes")

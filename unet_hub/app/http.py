@@ -20,6 +20,7 @@ own routes):
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -66,10 +67,11 @@ class TokenBuckets:
         return allowed
 
 
-def same_origin(origin: str, headers: Headers) -> bool:
-    """Whether ``origin`` is the host the request was sent to (directly or via a proxy)."""
+def same_origin(origin: str, headers: Headers, own_hosts: Iterable[str] = ()) -> bool:
+    """Whether ``origin`` is the host the request was sent to (directly, via a proxy, or
+    one of ``own_hosts``, e.g. the Space's own host name)."""
     netloc = urlsplit(origin).netloc.lower()
-    hosts = {headers.get("host", ""), headers.get("x-forwarded-host", "")}
+    hosts = {headers.get("host", ""), headers.get("x-forwarded-host", ""), *own_hosts}
     return bool(netloc) and netloc in {h.lower() for h in hosts if h}
 
 
@@ -96,6 +98,9 @@ class SecurityMiddleware:
     ):
         self.app, self.event_ids, self.public_api = app, event_ids, public_api
         self.buckets = TokenBuckets(settings.rate_burst, settings.rate_per_minute)
+        # A Space's proxy may rewrite Host; the Hub tells the Space its own host names
+        # (SPACE_HOST, a comma-separated list when a custom domain is used).
+        self.own_hosts = [h.strip() for h in os.environ.get("SPACE_HOST", "").split(",")]
         self.headers = {
             "X-Content-Type-Options": "nosniff",
             "Content-Security-Policy": content_security_policy(settings.frame_ancestors),
@@ -110,7 +115,11 @@ class SecurityMiddleware:
         path, method = scope["path"], scope["method"]
         refusal = None
         origin = headers.get("origin")
-        if method not in SAFE_METHODS and origin and not same_origin(origin, headers):
+        if (
+            method not in SAFE_METHODS
+            and origin
+            and not same_origin(origin, headers, self.own_hosts)
+        ):
             refusal = _refuse(403, "cross-origin requests that change state are refused")
         elif method == "POST" and any(part in path for part in COSTLY):
             client = scope.get("client") or ("unknown", 0)
