@@ -376,6 +376,9 @@ def test_7_only_segment_is_callable_by_name(url):
         assert response.status_code == 404, (name, response.text)
     response = httpx.post(url + "gradio_api/call/segment", json={"data": [None, 0.5]})
     assert response.status_code == 200
+    # Nor can the queue (one run at a time, 64 waiting) be skipped by the direct route.
+    direct = {"data": [None, 0.5], "fn_index": _events(url)["segment"], "session_hash": "x"}
+    assert httpx.post(url + "gradio_api/run/segment", json=direct).status_code == 404
 
 
 def test_7_bad_fn_index_and_inline_data_urls_are_refused(url):

@@ -37,8 +37,9 @@ from unet_hub.app.settings import AppSettings
 #: payload is a file reference and a threshold, well under 1 kB.
 MAX_JSON_BODY = 64 * 1024
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-#: The routes that cost the server work or disk (under Gradio's /gradio_api prefix).
-COSTLY = ("/queue/join", "/upload", "/call/")
+#: The routes that cost the server work or disk (under Gradio's /gradio_api prefix):
+#: the queue, uploads, the named API, and the direct routes of events that skip the queue.
+COSTLY = ("/queue/join", "/upload", "/call/", "/run/", "/api/")
 
 
 def content_security_policy(frame_ancestors: Iterable[str]) -> str:

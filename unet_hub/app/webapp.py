@@ -236,22 +236,28 @@ def _page(model: UNet, source: str, settings: AppSettings, store: ResultStore) -
 
 
 def _examples(page: Page, handlers: Handlers, threshold: float) -> None:
-    """The example images under the Segment button; their event is off the API."""
+    """The example images under the Segment button. Clicking one loads it and runs
+    ``handlers.run`` like the button does: unpreprocessed, through the upload guard,
+    off the API (``gr.Examples``' own ``run_on_click`` would preprocess the file with
+    PIL first, and leave that event callable)."""
     examples = sorted(EXAMPLES_DIR.glob("*.png")) if EXAMPLES_DIR.is_dir() else []
     if not examples:
         return
     with page.input_column:  # under the Segment button, once the outputs exist
-        gr.Examples(
+        shown = gr.Examples(
             examples=[[str(p), threshold] for p in examples],
             inputs=[page.image, page.threshold],
-            outputs=[page.mask, page.result],
-            fn=handlers.run,
-            preprocess=False,
-            run_on_click=True,
             cache_examples=False,
             api_visibility="private",
             label="Examples: ISBI 2012 EM test slices",
         )
+    shown.load_input_event.then(
+        handlers.run,
+        [page.image, page.threshold],
+        [page.mask, page.result],
+        preprocess=False,
+        api_visibility="private",
+    )
 
 
 def _wire(page: Page, handlers: Handlers) -> None:
@@ -300,8 +306,9 @@ def build_app(model: UNet, source: str, settings: AppSettings | None = None) -> 
         page = _page(model, source, settings, store)
         _examples(page, handlers, model.config["threshold"])
         _wire(page, handlers)
-    # One network run at a time: the model already uses every core. Others wait in line.
-    app.queue(default_concurrency_limit=1, max_size=64)
+    # One network run at a time: the model already uses every core. Others wait in line,
+    # and no route skips the line (api_open: Gradio opens the REST routes off a Space).
+    app.queue(default_concurrency_limit=1, max_size=64, api_open=False)
     app.result_store = store  # for the benchmarks
     return app
 
