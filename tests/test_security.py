@@ -480,7 +480,29 @@ def test_9_errors_name_the_file_not_the_server_path(url, tmp_path):
 # -- the page inside a frame of another origin (a Space's embedding) ---------------------
 
 
+def _serve_folder(folder: Path, port: int) -> http.server.ThreadingHTTPServer:
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _app_frame_url(page) -> str:
+    """The URL the app's frame ended on, once it has one (a blocked frame shows
+    Chromium's error page instead)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        frames = [f for f in page.frames if f is not page.main_frame]
+        if frames and frames[0].url not in ("", "about:blank"):
+            return frames[0].url
+        page.wait_for_timeout(200)  # polling interval while the frame loads
+    raise AssertionError("the frame never loaded")
+
+
 def test_the_page_embeds_in_a_frame_of_another_origin(url, frame_port, tmp_path):
+    """The page runs inside an iframe of an origin its CSP lists (as a Space inside
+    huggingface.co), an example segments in it; the embedding page's own credentialed
+    request to the app is refused; an origin the CSP does not list cannot frame it."""
     from test_app import CHROMIUM, CHROMIUM_ARGS, _chromium_or_skip
 
     _chromium_or_skip()
@@ -490,9 +512,8 @@ def test_the_page_embeds_in_a_frame_of_another_origin(url, frame_port, tmp_path)
         f'<!doctype html><title>embed</title><iframe id="space" src="{url}" '
         'width="1200" height="900"></iframe>'
     )
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", frame_port), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    other_port = free_port()
+    servers = [_serve_folder(tmp_path, frame_port), _serve_folder(tmp_path, other_port)]
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -500,8 +521,9 @@ def test_the_page_embeds_in_a_frame_of_another_origin(url, frame_port, tmp_path)
             page.goto(f"http://127.0.0.1:{frame_port}/index.html")
             frame = page.frame_locator("#space")
             expect(frame.locator("#segment-button")).to_be_visible(timeout=60_000)
+            frame.locator("[data-testid='dataset-cell-1-0']").click()
+            expect(frame.locator("#overlay img").first).to_be_visible(timeout=60_000)
             page.screenshot(path=str(tmp_path / "embedded.png"))
-            # The embedding page's own credentialed request to the app is refused.
             outcome = page.evaluate(
                 """async (url) => {
                     try { await fetch(url + "config", {credentials: "include"}); return "read"; }
@@ -510,6 +532,9 @@ def test_the_page_embeds_in_a_frame_of_another_origin(url, frame_port, tmp_path)
                 url,
             )
             assert outcome == "refused"
+            page.goto(f"http://127.0.0.1:{other_port}/index.html")
+            assert _app_frame_url(page).startswith("chrome-error://")
             browser.close()
     finally:
-        server.shutdown()
+        for server in servers:
+            server.shutdown()

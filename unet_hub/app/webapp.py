@@ -20,6 +20,7 @@ import gradio as gr
 import numpy as np
 
 from unet_hub.app.deadline import TimeLimitedRunner
+from unet_hub.app.memory import limit_malloc_arenas, release_freed_memory
 from unet_hub.app.results import Result, ResultStore
 from unet_hub.app.server import serve
 from unet_hub.app.settings import AppSettings
@@ -134,6 +135,8 @@ class Handlers:
         except Exception:
             log.exception("segmentation failed for %s", image_path)
             raise gr.Error("Segmentation failed on this image; try another file.") from None
+        finally:
+            release_freed_memory()  # a run's temporaries: hundreds of MB for a large image
         key = self.store.put(Result(probabilities, picture))
         return mask_from_probabilities(probabilities, threshold), key
 
@@ -316,6 +319,7 @@ def build_app(model: UNet, source: str, settings: AppSettings | None = None) -> 
 def launch(source: str | None = None) -> None:
     """Load the model and serve the app (host and port from GRADIO_SERVER_NAME/PORT)."""
     settings = AppSettings.from_env()
+    limit_malloc_arenas()  # before the server starts its worker threads
     source = source or model_source()
     model = UNet.from_pretrained(source)
     # Build and check the fast inference path now, so the first request does not wait.
