@@ -56,7 +56,7 @@ def server_app(blocks: gr.Blocks, settings: AppSettings, allowed_paths: list[str
         max_file_size=MAX_FILE_SIZE,
         allowed_paths=allowed_paths,
         enable_monitoring=False,
-        footer_links=["api", "gradio"],
+        footer_links=["api", "gradio", "settings"],
         run_history=False,
         show_error=True,
     )
