@@ -318,6 +318,39 @@ def test_5_uploads_are_deleted_after_the_ttl(app, tmp_path):
     assert not stored.exists(), "UNET_TEMP_TTL=3: the upload is still there after 30 s"
 
 
+def test_5_uploads_are_refused_while_the_temp_folder_is_full(tmp_path):
+    """The middleware alone, in front of a stand-in app: past the cap, uploads get 507."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from unet_hub.app.http import SecurityMiddleware
+    from unet_hub.app.settings import AppSettings
+
+    async def stored(request):
+        (tmp_path / uuid.uuid4().hex).write_bytes(await request.body())
+        return PlainTextResponse("stored")
+
+    inner = Starlette(routes=[Route("/gradio_api/upload", stored, methods=["POST"])])
+    guarded = SecurityMiddleware(
+        inner,
+        AppSettings(temp_max_bytes=1000),
+        event_ids=set,
+        public_api=set,
+        temp_folder=tmp_path,
+    )
+    guarded.temp_space.seconds = 0  # look every time
+    with TestClient(guarded) as client:
+        assert client.post("/gradio_api/upload", content=b"x" * 800).status_code == 200
+        assert client.post("/gradio_api/upload", content=b"x" * 800).status_code == 200
+        full = client.post("/gradio_api/upload", content=b"x" * 10)
+        assert full.status_code == 507 and "upload space is full" in full.text
+        for path in tmp_path.iterdir():  # the TTL cleanup makes room
+            path.unlink()
+        assert client.post("/gradio_api/upload", content=b"x").status_code == 200
+
+
 # -- 6. CPU ------------------------------------------------------------------------------
 
 

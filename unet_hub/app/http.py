@@ -14,17 +14,21 @@ own routes):
 - ``/call/<name>`` serves the public API only: Gradio would also run a private event
   named there (the page's own events reach the queue by ``fn_index`` instead);
 - each client (by address) has a token bucket for the costly routes (upload, queue,
-  call), so one client cannot fill the queue or the disk at full speed.
+  call), so one client cannot fill the queue or the disk at full speed; and uploads are
+  refused (507) while the temp folder holds more than ``UNET_TEMP_MAX_MB``, whoever
+  sends them, until the TTL cleanup has made room.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -68,6 +72,30 @@ class TokenBuckets:
         return allowed
 
 
+class TempSpace:
+    """Whether ``folder`` holds more than ``max_bytes`` in files, looked at most once a
+    ``seconds``."""
+
+    def __init__(self, folder: Path, max_bytes: int, seconds: float = 1.0):
+        self.folder, self.max_bytes, self.seconds = folder, max_bytes, seconds
+        self._checked, self._full = -float("inf"), False
+
+    def _bytes(self) -> int:
+        total = 0
+        for path in self.folder.rglob("*"):
+            with contextlib.suppress(OSError):  # deleted meanwhile by the cleanup
+                if path.is_file():
+                    total += path.stat().st_size
+        return total
+
+    def full(self) -> bool:
+        now = time.monotonic()
+        if now - self._checked > self.seconds:
+            self._checked = now
+            self._full = self.folder.is_dir() and self._bytes() > self.max_bytes
+        return self._full
+
+
 def same_origin(origin: str, headers: Headers, own_hosts: Iterable[str] = ()) -> bool:
     """Whether ``origin`` is the host the request was sent to (directly, via a proxy, or
     one of ``own_hosts``, e.g. the Space's own host name)."""
@@ -96,8 +124,10 @@ class SecurityMiddleware:
         settings: AppSettings,
         event_ids: Callable[[], set[int]],
         public_api: Callable[[], set[str]],
+        temp_folder: Path,
     ):
         self.app, self.event_ids, self.public_api = app, event_ids, public_api
+        self.temp_space = TempSpace(temp_folder, settings.temp_max_bytes)
         self.buckets = TokenBuckets(settings.rate_burst, settings.rate_per_minute)
         # A Space's proxy may rewrite Host; the Hub tells the Space its own host names
         # (SPACE_HOST, a comma-separated list when a custom domain is used).
@@ -126,6 +156,8 @@ class SecurityMiddleware:
             client = scope.get("client") or ("unknown", 0)
             if not self.buckets.take(client[0]):
                 refusal = _refuse(429, "too many requests from this client; wait a minute")
+            elif "/upload" in path and self.temp_space.full():
+                refusal = _refuse(507, "the server's upload space is full; try again later")
             elif "/call/" in path and _call_name(path) not in self.public_api():
                 refusal = _refuse(404, "no such API endpoint")
             elif "/upload" not in path:

@@ -47,6 +47,7 @@ def server_app(blocks: gr.Blocks, settings: AppSettings, allowed_paths: list[str
         public_api=lambda: {
             fn.api_name for fn in blocks.fns.values() if fn.api_visibility == "public"
         },
+        temp_folder=Path(get_upload_folder()),
     )
     blocks.state_session_capacity = SESSION_CAPACITY
     app = gr.mount_gradio_app(

@@ -5,6 +5,7 @@
 | ``UNET_MAX_PIXELS`` | 8,000,000 | pixels of one image (read from its header) |
 | ``UNET_RUN_SECONDS`` | 60 | seconds of network time one run may take |
 | ``UNET_TEMP_TTL`` | 3600 | seconds uploads, outputs and a session's result are kept |
+| ``UNET_TEMP_MAX_MB`` | 2048 | the temp folder: uploads are refused while it holds more |
 | ``UNET_STATE_MB`` | 128 | memory kept for all sessions' results (the threshold slider) |
 | ``UNET_RATE_BURST`` | 60 | requests a client may send at once (upload, run, call) |
 | ``UNET_RATE_PER_MINUTE`` | 120 | requests a client may send per minute after a burst |
@@ -45,6 +46,7 @@ class AppSettings:
     max_pixels: int = APP_MAX_PIXELS
     run_seconds: float = 60.0
     temp_ttl: int = 3600
+    temp_max_bytes: int = 2048 * 2**20
     state_bytes: int = 128 * 2**20
     rate_burst: int = 60
     rate_per_minute: float = 120.0
@@ -62,6 +64,7 @@ class AppSettings:
             max_pixels=max_pixels,
             run_seconds=_number("UNET_RUN_SECONDS", cls.run_seconds),
             temp_ttl=max(1, round(_number("UNET_TEMP_TTL", cls.temp_ttl))),
+            temp_max_bytes=round(_number("UNET_TEMP_MAX_MB", cls.temp_max_bytes / 2**20) * 2**20),
             state_bytes=round(_number("UNET_STATE_MB", cls.state_bytes / 2**20) * 2**20),
             rate_burst=max(1, round(_number("UNET_RATE_BURST", cls.rate_burst))),
             rate_per_minute=_number("UNET_RATE_PER_MINUTE", cls.rate_per_minute),
