@@ -6,7 +6,7 @@
 | ``UNET_RUN_SECONDS`` | 60 | seconds of network time one run may take |
 | ``UNET_TEMP_TTL`` | 3600 | seconds uploads, outputs and a session's result are kept |
 | ``UNET_TEMP_MAX_MB`` | 2048 | the temp folder: uploads are refused while it holds more |
-| ``UNET_STATE_MB`` | 128 | memory kept for all sessions' results (the threshold slider) |
+| ``UNET_STATE_MB`` | 128 (≤ RAM/16) | memory for all sessions' results (the threshold slider) |
 | ``UNET_RATE_BURST`` | 60 | requests a client may send at once (upload, run, call) |
 | ``UNET_RATE_PER_MINUTE`` | 120 | requests a client may send per minute after a burst |
 | ``UNET_FRAME_ANCESTORS`` | (none) | more origins allowed to embed the page, space-separated |
@@ -39,6 +39,15 @@ def _number(name: str, default: float) -> float:
     return value
 
 
+def _default_state_bytes() -> int:
+    """128 MiB for the results the slider needs, but no more than 1/16 of the RAM."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system
+        return 128 * 2**20
+    return min(128 * 2**20, ram // 16)
+
+
 @dataclass(frozen=True)
 class AppSettings:
     """What one request, one session and one client may cost the app."""
@@ -47,7 +56,7 @@ class AppSettings:
     run_seconds: float = 60.0
     temp_ttl: int = 3600
     temp_max_bytes: int = 2048 * 2**20
-    state_bytes: int = 128 * 2**20
+    state_bytes: int = _default_state_bytes()
     rate_burst: int = 60
     rate_per_minute: float = 120.0
     frame_ancestors: tuple[str, ...] = SPACE_ANCESTORS
