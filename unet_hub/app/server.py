@@ -8,8 +8,11 @@ off (see ``gradio.mount_gradio_app``); ``SecurityMiddleware`` adds the rest.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +25,8 @@ from gradio.utils import get_upload_folder
 from unet_hub.app.http import SecurityMiddleware
 from unet_hub.app.settings import AppSettings
 
+log = logging.getLogger(__name__)
+
 #: Uploads above this size are refused by Gradio itself.
 MAX_FILE_SIZE = "50mb"
 #: Sessions whose Gradio state is kept; results themselves are bounded by the store.
@@ -33,7 +38,9 @@ def server_app(blocks: gr.Blocks, settings: AppSettings, allowed_paths: list[str
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        sweeping = asyncio.create_task(sweep_forever(blocks, *settings.cache_schedule))
         yield
+        sweeping.cancel()
         delete_kept_files(blocks)  # after Gradio's own shutdown (mounting nests it inside)
 
     api = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
@@ -81,6 +88,45 @@ def serve(blocks: gr.Blocks, settings: AppSettings, allowed_paths: list[str]) ->
         log_level="warning",
         timeout_graceful_shutdown=5,
     )
+
+
+def sweep(blocks: gr.Blocks, age: float) -> None:
+    """Delete the files Gradio stored for the app (uploads, outputs) older than ``age``
+    seconds, and the folders they leave empty.
+
+    Gradio's own ``delete_cache`` schedule does the same, but it walks the live sets of
+    file names while uploads add to them, and one "set changed size" stops it for good;
+    this walks copies.
+    """
+    keep = set().union(*(getattr(b, "keep_in_cache", set()) for b in blocks.blocks.values()))
+    now = time.time()
+    for names in list(blocks.temp_file_sets):
+        for name in list(names):
+            if name in keep:
+                continue
+            path = Path(name)
+            try:
+                if now - path.lstat().st_ctime <= age:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                continue
+            names.discard(name)
+            with contextlib.suppress(OSError):  # not empty: something else lives there
+                path.parent.rmdir()
+
+
+async def sweep_forever(blocks: gr.Blocks, every: float, age: float) -> None:
+    """``sweep`` every ``every`` seconds while the server runs; a failed sweep is logged
+    and the next one runs."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(sweep, blocks, age)
+        except Exception:
+            log.exception("deleting old temporary files failed")
 
 
 def delete_kept_files(blocks: gr.Blocks) -> None:
