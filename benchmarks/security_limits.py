@@ -51,6 +51,8 @@ def start_app(log: Path, **env_vars: str) -> tuple[subprocess.Popen, str]:
         "GRADIO_SERVER_PORT": str(port),
         "GRADIO_ANALYTICS_ENABLED": "False",
         "HF_HUB_OFFLINE": "1",
+        # One address stands for 50 clients here: lift the per-client rate limit.
+        "UNET_RATE_BURST": "10000",
         **env_vars,
     }
     process = subprocess.Popen(
@@ -86,7 +88,9 @@ def rss_mb(pid: int) -> float:
 def segment_call(url: str, image: Path) -> None:
     """Upload ``image`` and run ``/segment`` on it from a new session (raw protocol)."""
     with image.open("rb") as f:
-        [path] = httpx.post(url + "gradio_api/upload", files={"files": (image.name, f)}).json()
+        response = httpx.post(url + "gradio_api/upload", files={"files": (image.name, f)})
+    response.raise_for_status()
+    [path] = response.json()
     fn_index = next(
         d["id"]
         for d in httpx.get(url + "config").json()["dependencies"]
