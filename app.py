@@ -2,10 +2,16 @@
 
 Serves the model named by the UNET_MODEL environment variable (a Hub repo id or a local
 folder; default: the bundled ISBI 2012 model) on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT.
+Its limits (pixels, time, memory, disk, rates) are set by the variables listed in
+``unet_hub/app/settings.py``.
 """
 
 import os
 import sys
+
+# The public app's pixel limit (unet_hub.limits.APP_MAX_PIXELS), set before unet_hub
+# loads OpenCV, so that OpenCV's own cap is the same limit.
+os.environ.setdefault("UNET_MAX_PIXELS", "8000000")
 
 if os.environ.get("SPACES_ZERO_GPU"):
     import spaces  # noqa: F401  (ZeroGPU: imported before torch touches CUDA; see zerogpu.py)

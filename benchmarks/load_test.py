@@ -79,6 +79,8 @@ def start_app(port: int, model: str | None, log: Path) -> subprocess.Popen:
         "GRADIO_SERVER_NAME": "127.0.0.1",
         "GRADIO_SERVER_PORT": str(port),
         "GRADIO_ANALYTICS_ENABLED": "False",
+        # All simulated clients share one address: lift the app's per-client rate limit.
+        "UNET_RATE_BURST": "10000",
     }
     if model:
         env["UNET_MODEL"] = model

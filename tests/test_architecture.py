@@ -22,6 +22,7 @@ LAYERS = {
     "metric_names": 0,
     "version": 0,
     "files": 0,
+    "limits": 0,
     "model": 1,
     "data": 2,
     "hub": 2,

@@ -288,4 +288,5 @@ def add_batch_section(model: UNet, *, max_pixels: int | None) -> None:
         [files, watershed, min_size],
         [gallery, summary, archive, table],
         api_name="segment_batch",
+        concurrency_id="network",  # the single-image runs' queue (webapp.NETWORK)
     )

@@ -1,13 +1,16 @@
 """The Gradio web app: drop an image, get its segmentation.
 
-``build_app`` wires Gradio components to the library; ``app.py`` at the top of the
-project loads the model named by ``UNET_MODEL`` and launches it, locally or as a
-Hugging Face Space.
+``build_app`` lays out the page (``_page``), makes the handlers (``Handlers``) and wires
+them (``_wire``); ``launch`` serves it (``unet_hub.app.server``). ``app.py`` at the top
+of the project calls ``launch``, locally or as a Hugging Face Space. What a request may
+cost is set by ``AppSettings`` (``unet_hub.app.settings``); every file a handler reads
+passes the upload guard (``unet_hub.app.uploads``) and the image gate.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,11 @@ import numpy as np
 
 from unet_hub import metric_names
 from unet_hub.app.batch import add_batch_section
+from unet_hub.app.memory import limit_malloc_arenas, release_freed_memory
+from unet_hub.app.results import Result, ResultStore
+from unet_hub.app.server import serve
+from unet_hub.app.settings import AppSettings
+from unet_hub.app.uploads import uploaded_file
 from unet_hub.app.zerogpu import segmenter
 from unet_hub.data.images import read_image
 from unet_hub.errors import UNetHubError
@@ -31,29 +39,14 @@ from unet_hub.model.weights import count_parameters
 
 log = logging.getLogger(__name__)
 
-#: Uploads above this many pixels are refused before decoding (override: UNET_MAX_PIXELS).
-MAX_PIXELS = int(os.environ.get("UNET_MAX_PIXELS", 25_000_000))
-#: Uploads above this size are refused by Gradio itself.
-MAX_FILE_SIZE = "50mb"
+#: The threshold slider's range: every threshold a client sends must lie in it.
+THRESHOLD_RANGE = (0.01, 0.99)
+EXPIRED = "This result is no longer kept on the server; press Segment again."
 
 
-@dataclass(eq=False)  # compared by identity: each run is a new result
-class Result:
-    """What one segmentation run keeps for re-thresholding without rerunning the network."""
-
-    probabilities: np.ndarray
-    picture: np.ndarray  # the image as the model saw it, uint8 RGB
-
-
-def _upload_path(payload: Any) -> str | None:
-    """The file path of an image upload that Gradio has not preprocessed.
-
-    The app's events skip Gradio's preprocessing, which opens the upload with PIL and
-    fails with a generic error on a bad file; the project's reader says what is wrong.
-    """
-    if payload is None or isinstance(payload, str):
-        return payload
-    return payload.get("path") if isinstance(payload, dict) else getattr(payload, "path", None)
+#: The one queue of network runs that the single-image, example and batch events share
+#: (one at a time: the model already uses every core).
+NETWORK = "network"
 
 
 def model_source() -> str:
@@ -102,144 +95,239 @@ def describe_model(model: UNet, source: str, metrics: dict[str, float], dataset:
     return "\n\n".join(lines)
 
 
-def build_app(model: UNet, source: str) -> gr.Blocks:
-    """The web app for ``model`` (loaded from ``source``)."""
-    card = load_model_card(source)
-    one_class = model.n_classes == 1
-    run_network = segmenter(model)  # segment(model, ·); on ZeroGPU, on its GPU (zerogpu.py)
+def checked_threshold(value: Any) -> float:
+    """``value`` as a threshold, if it is a finite number in the slider's range; else a
+    one-line ``gr.Error``."""
+    low, high = THRESHOLD_RANGE
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if number is None or not math.isfinite(number) or not low <= number <= high:
+        shown = repr(value)[:40]
+        raise gr.Error(f"The threshold must be a number from {low} to {high}; got {shown}.")
+    return float(number)
 
-    def run(upload: Any, threshold: float) -> tuple[np.ndarray, Result]:
+
+class Handlers:
+    """The app's event handlers for ``model``: a run keeps its result in ``store`` under
+    a key that the session's ``gr.State`` holds."""
+
+    def __init__(self, model: UNet, settings: AppSettings, store: ResultStore):
+        self.model, self.settings, self.store = model, settings, store
+        self.one_class = model.n_classes == 1
+        # segment(model, ·) within the run's time limit; on ZeroGPU, on its GPU
+        self.segment = segmenter(model, run_seconds=settings.run_seconds)
+
+    def run(self, upload: Any, threshold: Any) -> tuple[np.ndarray, str | None]:
         """Segment an uploaded image; return the mask PNG (0/255, or class ids)."""
-        image_path = _upload_path(upload)
-        if not image_path:
-            raise gr.Error("Drop, paste or upload an image first.")
+        # The second output, the key of the kept result, goes to the session's gr.State.
+        threshold = checked_threshold(threshold)
+        image_path = None
         try:
-            image = read_image(image_path, max_pixels=MAX_PIXELS)
-            probabilities = run_network(image)
-            picture = display_image(image, model.n_channels, model.config["input_scaling"])
+            image_path = uploaded_file(upload)
+            image = read_image(image_path, max_pixels=self.settings.max_pixels)
+            probabilities = self.segment(image)
+            picture = display_image(
+                image, self.model.n_channels, self.model.config["input_scaling"]
+            )
         except UNetHubError as e:
-            raise gr.Error(str(e).replace(str(image_path), Path(image_path).name)) from None
+            message = str(e)
+            if image_path is not None:  # the file's name only, never a server path
+                message = message.replace(str(image_path), image_path.name)
+            raise gr.Error(message) from None
         except Exception:
             log.exception("segmentation failed for %s", image_path)
             raise gr.Error("Segmentation failed on this image; try another file.") from None
-        return mask_from_probabilities(probabilities, threshold), Result(probabilities, picture)
+        finally:
+            release_freed_memory()  # a run's temporaries: hundreds of MB for a large image
+        key = self.store.put(Result(probabilities, picture))
+        return mask_from_probabilities(probabilities, threshold), key
 
-    def views(result: Result | None, threshold: float):
-        """The overlay and the probability map of the last run."""
+    def views(self, key: Any, threshold: Any):
+        """The overlay and the probability map of the session's last run."""
+        threshold = checked_threshold(threshold)
+        result = self.store.get(key)
         if result is None:
             return None, None
         labels = mask_from_probabilities(result.probabilities, threshold)
-        if one_class:
+        if self.one_class:
             labels = labels > 0
             probs = result.probabilities
         else:
             probs = result.probabilities.max(axis=0)
         return overlay(result.picture, labels.astype(np.uint8)), probability_map(probs)
 
-    def rethreshold(result: Result | None, threshold: float):
+    def rethreshold(self, key: Any, threshold: Any):
         """The mask at a new threshold, from the kept probabilities."""
-        return None if result is None else mask_from_probabilities(result.probabilities, threshold)
+        threshold = checked_threshold(threshold)
+        if key is None:
+            return None
+        result = self.store.get(key)
+        if result is None:
+            raise gr.Error(EXPIRED)
+        return mask_from_probabilities(result.probabilities, threshold)
 
-    with gr.Blocks(title="unet-hub · U-Net segmentation") as app:
-        gr.Markdown(
-            "# U-Net segmentation\nDrop an image (PNG, JPEG, TIFF incl. 16-bit, BMP) into the "
-            "box, paste one, or pick an example, then press **Segment**."
-        )
-        gr.Markdown(describe_model(model, source, card_metrics(card), card_eval_dataset(card)))
-        result = gr.State(None)
-        with gr.Row():
-            with gr.Column() as input_column:
-                image = gr.Image(
-                    label="Image",
-                    type="filepath",
-                    image_mode=None,
-                    sources=["upload", "clipboard"],
-                    height=420,
-                    elem_id="input-image",
-                )
-                threshold = gr.Slider(
-                    0.01,
-                    0.99,
-                    value=model.config["threshold"],
-                    step=0.01,
-                    label="Threshold",
-                    info="Pixels above this probability are foreground; moving it "
-                    "does not rerun the network.",
-                    visible=one_class,
-                    elem_id="threshold",
-                )
-                button = gr.Button("Segment", variant="primary", elem_id="segment-button")
-            with gr.Column():
-                overlay_out = gr.Image(
-                    label="Overlay",
-                    format="png",
-                    interactive=False,
-                    height=420,
-                    elem_id="overlay",
-                )
-                with gr.Row():
-                    mask_out = gr.Image(
-                        label="Mask (PNG)",
-                        format="png",
-                        interactive=False,
-                        buttons=["download", "fullscreen"],
-                        elem_id="mask",
-                    )
-                    prob_out = gr.Image(
-                        label="Probability", format="png", interactive=False, elem_id="prob"
-                    )
-        examples = sorted(EXAMPLES_DIR.glob("*.png")) if EXAMPLES_DIR.is_dir() else []
-        if examples:
-            with input_column:  # under the Segment button, once the outputs exist
-                gr.Examples(
-                    examples=[[str(p), model.config["threshold"]] for p in examples],
-                    inputs=[image, threshold],
-                    outputs=[mask_out, result],
-                    fn=run,
-                    preprocess=False,
-                    run_on_click=True,
-                    cache_examples=False,
-                    label="Examples: ISBI 2012 EM test slices",
-                )
 
-        add_batch_section(model, max_pixels=MAX_PIXELS)  # several images or a zip: objects
-        button.click(
-            run, [image, threshold], [mask_out, result], api_name="segment", preprocess=False
+@dataclass
+class Page:
+    """The components the events connect."""
+
+    image: gr.Image
+    threshold: gr.Slider
+    button: gr.Button
+    overlay: gr.Image
+    mask: gr.Image
+    prob: gr.Image
+    result: gr.State
+    input_column: gr.Column
+
+
+def _inputs(model: UNet) -> tuple[gr.Image, gr.Slider, gr.Button]:
+    """The input column's image box, threshold slider and button."""
+    image = gr.Image(
+        label="Image",
+        type="filepath",
+        image_mode=None,
+        sources=["upload", "clipboard"],
+        height=420,
+        elem_id="input-image",
+    )
+    threshold = gr.Slider(
+        *THRESHOLD_RANGE,
+        value=model.config["threshold"],
+        step=0.01,
+        label="Threshold",
+        info="Pixels above this probability are foreground; moving it does not rerun the network.",
+        visible=model.n_classes == 1,
+        elem_id="threshold",
+    )
+    button = gr.Button("Segment", variant="primary", elem_id="segment-button")
+    return image, threshold, button
+
+
+def _outputs() -> tuple[gr.Image, gr.Image, gr.Image]:
+    """The overlay, the mask and the probability map."""
+    overlay_out = gr.Image(
+        label="Overlay", format="png", interactive=False, height=420, elem_id="overlay"
+    )
+    with gr.Row():
+        mask_out = gr.Image(
+            label="Mask (PNG)",
+            format="png",
+            interactive=False,
+            buttons=["download", "fullscreen"],
+            elem_id="mask",
         )
-        mask_out.change(
-            views,
-            [result, threshold],
-            [overlay_out, prob_out],
+        prob_out = gr.Image(label="Probability", format="png", interactive=False, elem_id="prob")
+    return overlay_out, mask_out, prob_out
+
+
+def _page(model: UNet, source: str, settings: AppSettings, store: ResultStore) -> Page:
+    """The page's text and components (inside an open ``gr.Blocks``)."""
+    card = load_model_card(source)
+    gr.Markdown(
+        "# U-Net segmentation\nDrop an image (PNG, JPEG, TIFF incl. 16-bit, BMP; up to "
+        f"{settings.max_pixels / 1e6:g} megapixels) into the box, paste one, or pick an "
+        "example, then press **Segment**."
+    )
+    gr.Markdown(describe_model(model, source, card_metrics(card), card_eval_dataset(card)))
+    # The session holds a key into the store only; the store bounds the memory.
+    result = gr.State(None, time_to_live=settings.temp_ttl, delete_callback=store.drop)
+    with gr.Row():
+        with gr.Column() as input_column:
+            image, threshold, button = _inputs(model)
+        with gr.Column():
+            overlay_out, mask_out, prob_out = _outputs()
+    return Page(image, threshold, button, overlay_out, mask_out, prob_out, result, input_column)
+
+
+def _examples(page: Page, handlers: Handlers, threshold: float) -> None:
+    """The example images under the Segment button. Clicking one loads it and runs
+    ``handlers.run`` like the button does: unpreprocessed, through the upload guard,
+    off the API (``gr.Examples``' own ``run_on_click`` would preprocess the file with
+    PIL first, and leave that event callable)."""
+    examples = sorted(EXAMPLES_DIR.glob("*.png")) if EXAMPLES_DIR.is_dir() else []
+    if not examples:
+        return
+    with page.input_column:  # under the Segment button, once the outputs exist
+        shown = gr.Examples(
+            examples=[[str(p), threshold] for p in examples],
+            inputs=[page.image, page.threshold],
+            cache_examples=False,
             api_visibility="private",
-            concurrency_id="views",
-            concurrency_limit=2,
-            show_progress="hidden",  # quick to redraw; a spinner would only flicker
+            label="Examples: ISBI 2012 EM test slices",
         )
-        threshold.release(
-            rethreshold,
-            [result, threshold],
-            [mask_out],
-            api_visibility="private",
-            concurrency_id="views",
-            show_progress="hidden",
-        )
-        image.clear(
-            lambda: (None, None, None, None),
-            None,
-            [mask_out, overlay_out, prob_out, result],
-            api_visibility="private",
-        )
-    # One network run at a time: the model already uses every core. Others wait in line.
-    app.queue(default_concurrency_limit=1, max_size=64)
+    shown.load_input_event.then(
+        handlers.run,
+        [page.image, page.threshold],
+        [page.mask, page.result],
+        preprocess=False,
+        api_visibility="private",
+        concurrency_id=NETWORK,
+    )
+
+
+def _wire(page: Page, handlers: Handlers) -> None:
+    """Connect the events: ``/segment`` is the one public endpoint."""
+    page.button.click(
+        handlers.run,
+        [page.image, page.threshold],
+        [page.mask, page.result],
+        api_name="segment",
+        preprocess=False,
+        concurrency_id=NETWORK,
+    )
+    page.mask.change(
+        handlers.views,
+        [page.result, page.threshold],
+        [page.overlay, page.prob],
+        api_visibility="private",
+        concurrency_id="views",
+        concurrency_limit=2,
+        show_progress="hidden",  # quick to redraw; a spinner would only flicker
+    )
+    page.threshold.release(
+        handlers.rethreshold,
+        [page.result, page.threshold],
+        [page.mask],
+        api_visibility="private",
+        concurrency_id="views",
+        show_progress="hidden",
+    )
+    page.image.clear(
+        lambda: (None, None, None, None),
+        None,
+        [page.mask, page.overlay, page.prob, page.result],
+        api_visibility="private",
+    )
+
+
+def build_app(model: UNet, source: str, settings: AppSettings | None = None) -> gr.Blocks:
+    """The web app for ``model`` (loaded from ``source``), bounded by ``settings``
+    (default: ``AppSettings.from_env()``)."""
+    settings = settings or AppSettings.from_env()
+    store = ResultStore(settings.state_bytes)
+    handlers = Handlers(model, settings, store)
+    with gr.Blocks(
+        title="unet-hub · U-Net segmentation", delete_cache=settings.cache_schedule
+    ) as app:
+        page = _page(model, source, settings, store)
+        _examples(page, handlers, model.config["threshold"])
+        _wire(page, handlers)
+        add_batch_section(model, max_pixels=settings.max_pixels)  # several images or a zip
+    # One network run at a time: the model already uses every core. Others wait in line,
+    # and no route skips the line (api_open: Gradio opens the REST routes off a Space).
+    app.queue(default_concurrency_limit=1, max_size=64, api_open=False)
+    app.result_store = store  # for the benchmarks
     return app
 
 
-def launch(source: str | None = None, **launch_kwargs: Any) -> None:
+def launch(source: str | None = None) -> None:
     """Load the model and serve the app (host and port from GRADIO_SERVER_NAME/PORT)."""
+    settings = AppSettings.from_env()
+    limit_malloc_arenas()  # before the server starts its worker threads
     source = source or model_source()
     model = UNet.from_pretrained(source)
     # Build and check the fast inference path now, so the first request does not wait.
     print(f"unet-hub: serving {source} on the {prepare(model).backend} inference backend")
-    app = build_app(model, source)
+    app = build_app(model, source, settings)
     allowed = [str(EXAMPLES_DIR)] if EXAMPLES_DIR.is_dir() else []
-    app.launch(max_file_size=MAX_FILE_SIZE, allowed_paths=allowed, **launch_kwargs)
+    serve(app, settings, allowed)

@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from unet_hub.app.deadline import TimeLimitedRunner
+from unet_hub.infer.backends import prepare
 from unet_hub.infer.segment import segment
 from unet_hub.model.unet import UNet
 
@@ -30,15 +32,24 @@ def on_zerogpu() -> bool:
     return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
 
 
-def segmenter(model: UNet, *, zero_gpu: bool | None = None, device: str = "cuda") -> Segmenter:
+def segmenter(
+    model: UNet,
+    *,
+    run_seconds: float | None = None,
+    zero_gpu: bool | None = None,
+    device: str = "cuda",
+) -> Segmenter:
     """The function the app calls to get an image's probabilities from ``model``.
 
     With ``zero_gpu`` (default: ``on_zerogpu()``) a copy of the model is moved to
     ``device`` now and ``segment`` runs on it inside a ``@spaces.GPU`` function; the CPU
-    model stays as it is for the rest of the app. Otherwise this is ``segment(model, ·)``.
+    model stays as it is for the rest of the app. Otherwise this is ``segment(model, ·)``
+    on the fastest checked backend, stopped after ``run_seconds`` (None: no limit).
     """
     if not (on_zerogpu() if zero_gpu is None else zero_gpu):
-        return lambda image: segment(model, image)
+        if run_seconds is None:
+            return lambda image: segment(model, image)
+        return lambda image: segment(TimeLimitedRunner(prepare(model), run_seconds), image)
     import spaces  # only needed, and only installed for sure, on a Space
 
     gpu_model = copy.deepcopy(model).to(device).eval()

@@ -8,21 +8,37 @@ use it, so training and prediction agree.
 
 from __future__ import annotations
 
+import struct
 import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 import PIL.Image
+from PIL import TiffImagePlugin
 
 from unet_hub.errors import ImageReadError
+from unet_hub.limits import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, opencv_pixel_cap
 from unet_hub.model.config import INPUT_SCALINGS
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+SUPPORTED = ", ".join(ALLOWED_FORMATS[:-1]) + " or " + ALLOWED_FORMATS[-1]
 
-#: Images with more pixels are refused from their header, before decoding: a small file
-#: can declare a huge image (a "decompression bomb"). 100 MP is 10000×10000.
-DEFAULT_MAX_PIXELS = 100_000_000
+#: Formats refused by name when recognised, so the message says what the file is. Their
+#: headers are never parsed: only the allowed formats' parsers see untrusted bytes.
+_OTHER_FORMATS = (
+    (b"GIF8", "a GIF image"),
+    (b"#?RADIANCE", "a Radiance HDR image"),
+    (b"#?RGBE", "a Radiance HDR image"),
+    (b"v/1\x01", "an OpenEXR image"),
+    (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"),
+    (b"8BPS", "a Photoshop document"),
+    (b"\x00\x00\x01\x00", "an icon file"),
+)
+_IMAGE_KINDS = {name for _, name in _OTHER_FORMATS} | {"a WebP image"}
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+#: A TIFF's pages are counted up to this many (one is all the app reads).
+_MAX_TIFF_PAGES = 1000
 
 
 class PixelLimitError(ImageReadError):
@@ -39,6 +55,11 @@ def _what_it_is(head: bytes) -> str:
         return "a ZIP archive"
     if head.startswith(b"%PDF"):
         return "a PDF document"
+    if head[8:12] == b"WEBP" and head.startswith(b"RIFF"):
+        return "a WebP image"
+    for magic, name in _OTHER_FORMATS:
+        if head.startswith(magic):
+            return name
     text = head.lstrip().lower()
     if text.startswith((b"<!doctype html", b"<html")):
         return "an HTML page"
@@ -47,28 +68,69 @@ def _what_it_is(head: bytes) -> str:
     return "not an image"
 
 
-def _inspect(path: Path, max_pixels: int | None) -> str | None:
-    """Check an image file's header before decoding it; return its format (None if
-    PIL does not know it). Raises ``ImageReadError`` for what must not be decoded."""
+def _tiff_geometry(path: Path, head: bytes) -> tuple[int, int, int]:
+    """Width, height and page count of a TIFF from its directories (IFDs) alone, for
+    the TIFFs whose pixel layout Pillow cannot open (e.g. float RGB)."""
+    bigtiff = head[2:4] in (b"+\x00", b"\x00+")
+    ifd = TiffImagePlugin.ImageFileDirectory_v2(head[: 16 if bigtiff else 8])
+    pages, size = 0, (0, 0)
+    with path.open("rb") as f:
+        while ifd.next and pages < _MAX_TIFF_PAGES:
+            f.seek(ifd.next)
+            ifd.load(f)
+            if pages == 0:
+                size = (int(ifd.get(256, 0)), int(ifd.get(257, 0)))
+            pages += 1
+    return size[0], size[1], pages
+
+
+def _header(path: Path) -> tuple[str, int, int, int]:
+    """Format, width, height and frame count of an allowed image, from its header.
+
+    Pillow identifies the format from the content, trying the allowed formats' parsers
+    only; nothing is decoded. Raises ``ImageReadError`` for anything else.
+    """
     try:
         with warnings.catch_warnings():
-            # The pixel limit is checked below, with a message that says what to do.
+            # The pixel limit is checked by the caller, with a message that says what to do.
             warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
-            with PIL.Image.open(path) as im:
-                width, height = im.size
-                frames = getattr(im, "n_frames", 1)
-                fmt = im.format
+            with PIL.Image.open(path, formats=ALLOWED_FORMATS) as im:
+                return im.format, *im.size, getattr(im, "n_frames", 1)
     except PIL.Image.DecompressionBombError as e:
         raise ImageReadError(f"{path}: far too large to open safely ({e})") from None
-    except PIL.UnidentifiedImageError:
-        with path.open("rb") as f:
-            head = f.read(64)
-        kind = _what_it_is(head)
-        if kind != "not an image":
-            raise ImageReadError(
-                f"{path}: this is {kind}, not an image; give a PNG, JPEG, TIFF or BMP file"
-            ) from None
-        return None  # leave the verdict to OpenCV, which knows more formats
+    except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        pass
+    with path.open("rb") as f:
+        head = f.read(64)
+    if head.startswith(_TIFF_MAGIC):
+        try:
+            return "TIFF", *_tiff_geometry(path, head)
+        except (OSError, ValueError, SyntaxError, struct.error):
+            pass
+    kind = _what_it_is(head)
+    if kind == "not an image":
+        raise ImageReadError(f"{path}: not a readable image (supported: {SUPPORTED})")
+    if kind in _IMAGE_KINDS:
+        raise ImageReadError(f"{path}: {kind}, a format not read here; convert it to {SUPPORTED}")
+    raise ImageReadError(f"{path}: this is {kind}, not an image; give a {SUPPORTED} file")
+
+
+def check_image_file(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> str:
+    """The one gate in front of every image decoder; returns the file's format.
+
+    Only PNG, JPEG, TIFF and BMP files pass (``ALLOWED_FORMATS``, told by content, not by
+    extension), with one page and at most ``max_pixels`` pixels (None: no limit but
+    Pillow's own, about 179 megapixels), all read from the header before anything is
+    decoded. Every refusal is an ``ImageReadError`` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path}: the file is empty; replace it with a real image")
+    fmt, width, height, frames = _header(path)
+    if width <= 0 or height <= 0:
+        raise ImageReadError(f"{path}: not a readable image (its {fmt} header has no size)")
     if max_pixels is not None and width * height > max_pixels:
         raise PixelLimitError(
             f"{path}: {width}×{height} pixels is more than the limit of {max_pixels:,}; "
@@ -87,25 +149,25 @@ def _inspect(path: Path, max_pixels: int | None) -> str | None:
 def read_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image file as H×W (gray) or H×W×C (RGB or RGBA), keeping its bit depth.
 
-    An image with more than ``max_pixels`` is refused from its header, before decoding,
-    with a ``PixelLimitError`` (None: no limit but the decoders' own; Pillow refuses a
-    header of more than about 179 megapixels).
+    The file first passes ``check_image_file``: a PNG, JPEG, TIFF or BMP of one page,
+    and an image with more than ``max_pixels`` is refused from its header, before
+    decoding, with a ``PixelLimitError`` (None: no limit but the decoders' own).
     Every failure is an ``ImageReadError`` naming the file and saying what is wrong.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ImageReadError(f"{path}: the file is empty; replace it with a real image")
-    fmt = _inspect(path, max_pixels)
-    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        if fmt is not None:
+    fmt = check_image_file(path, max_pixels)
+    try:
+        image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:  # OpenCV's own pixel cap (see unet_hub.limits), or worse
+        if "MAX_IMAGE_PIXELS" in str(e):
             raise ImageReadError(
-                f"{path}: the {fmt} data is truncated or corrupted; export the image again"
-            )
+                f"{path}: more than the {opencv_pixel_cap():,} pixels this process decodes "
+                "(UNET_MAX_PIXELS); downscale or crop it first"
+            ) from None
+        raise ImageReadError(f"{path}: the {fmt} data cannot be decoded; export it again") from None
+    if image is None or image.size == 0:
         raise ImageReadError(
-            f"{path}: not a readable image (supported: {', '.join(IMAGE_EXTENSIONS)})"
+            f"{path}: the {fmt} data is truncated or corrupted; export the image again"
         )
     if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
         raise ImageReadError(f"{path}: the image holds NaN or infinite values; clean it first")
