@@ -30,6 +30,7 @@ README's commands write is ignored by git.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -363,15 +364,44 @@ def run_script(block: Block, code: str, newcomer: Newcomer, env: dict) -> None:
         )
 
 
+#: Parses each argv with the real command line (unet_hub.cli.build_parser), in one process.
+PARSE_ARGS = """
+import contextlib, io, json, sys
+from unet_hub.cli import build_parser
+failures = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            build_parser().parse_args(argv)
+    except SystemExit as exit:
+        if exit.code:
+            failures.append(f"unet-hub {' '.join(argv)}\\n  {err.getvalue().strip()}")
+print("\\n".join(failures))
+sys.exit(1 if failures else 0)
+"""
+
+
+def project_argv(words: list[str]) -> list[str] | None:
+    """The `unet-hub` arguments of a command that runs this project's command line, if any."""
+    if words[0] == "unet-hub":
+        return words[1:]
+    if "train.py" in words:  # python train.py, accelerate launch ... train.py, torchrun ...
+        return ["train", *words[words.index("train.py") + 1 :]]
+    return None
+
+
 def check_block(block: Block, newcomer: Newcomer) -> None:
-    """Syntax only: it parses, its programs and scripts exist, its subcommands answer --help."""
+    """Syntax only: it parses, its programs and scripts exist, and every `unet-hub` or
+    `train.py` command's options are accepted by the real parser (nothing runs)."""
     if block.lang in PYTHONS:
         compile(block.code, block.name, "exec")
         return
     done = subprocess.run(["bash", "-n"], input=block.code, capture_output=True, text=True)
     assert done.returncode == 0, f"{block.name}: bash -n says\n{done.stderr}"
-    helps = set()
-    for command in shell_commands(block.code):
+    argvs = []
+    # `[--option VALUE]` is the usage notation for an optional part: not typed.
+    for command in shell_commands(re.sub(r"\s\[[^\]\n]*\]", "", block.code)):
         words = shlex.split(command)
         while words and re.fullmatch(r"\w+=\S*", words[0]):
             words = words[1:]  # VAR=value before the command
@@ -380,16 +410,18 @@ def check_block(block: Block, newcomer: Newcomer) -> None:
         assert shutil.which(words[0], path=newcomer.env["PATH"]) or words[0] in {"export", "cd"}, (
             f"{block.name}: `{words[0]}` is not a command of the set-up's environment"
         )
-        scripts = [w for w in words if w.endswith(".py")]
-        for script in scripts:
+        for script in (w for w in words if w.endswith(".py")):
             assert (newcomer.clone / script).is_file(), f"{block.name}: no such script {script}"
-        if words[0] == "unet-hub" and len(words) > 1:
-            helps.add(("unet-hub", words[1], *(words[2:3] if words[1] == "space" else [])))
-        helps.update(("python", s) for s in scripts[:1])
-    for argv in sorted(helps):
-        argv = [*argv, "--help"]
-        done = subprocess.run(argv, cwd=newcomer.clone, env=newcomer.env, capture_output=True)
-        assert done.returncode == 0, f"{block.name}: `{shlex.join(argv)}` failed:\n{done.stderr}"
+        if (argv := project_argv(words)) is not None:
+            argvs.append(argv)
+    if argvs:
+        argv = [sys.executable, "-c", PARSE_ARGS, json.dumps(argvs)]
+        done = subprocess.run(
+            argv, cwd=newcomer.clone, env=newcomer.env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, (
+            f"{block.name}: the command line refuses\n{done.stdout}{done.stderr[-2000:]}"
+        )
 
 
 def seed_hub(hub: LocalHub, repos: list[str], env: dict, newcomer: Newcomer) -> None:
@@ -448,3 +480,60 @@ def test_every_block_is_found() -> None:
         1 for s in README.read_text().splitlines() if re.match(r"^```(bash|sh|python)\b", s)
     )
     assert fences == sum(b.lang in {"bash", "sh", "python"} for b in BLOCKS) > 0
+
+
+# ---------------------------------------------------------------- the test fails when it should
+
+EXAMPLE = """# Title
+
+<!-- readme-test: run
+replace: --epochs 40 => --epochs 1
+-->
+
+```bash
+python train.py --data DIR --epochs 40
+```
+
+## New section
+
+```python
+print("no marker")
+```
+"""
+
+
+def test_markers_are_read_from_the_comment_before_each_fence() -> None:
+    marked, unmarked = readme_blocks(EXAMPLE)
+    assert (marked.lang, marked.line, marked.heading) == ("bash", 7, "Title")
+    policy = parse_policy(marked)
+    assert (policy.kind, policy.replace) == ("run", [("--epochs 40", "--epochs 1")])
+    assert apply_replacements(marked, policy, 1234) == "python train.py --data DIR --epochs 1\n"
+    assert unmarked.marker is None and unmarked.heading == "New section"
+
+
+def test_a_block_without_a_policy_fails_saying_how_to_give_one() -> None:
+    unmarked = readme_blocks(EXAMPLE)[1]
+    with pytest.raises(pytest.fail.Exception) as failed:
+        parse_policy(unmarked)
+    message = str(failed.value)
+    assert "README.md line 13 (python, under 'New section')" in message
+    assert "<!-- readme-test: run -->" in message and "replace: OLD => NEW" in message
+
+
+def test_a_stale_or_unreadable_policy_fails() -> None:
+    block = readme_blocks(EXAMPLE)[0]
+    stale = Policy("run", replace=[("--epochs 80", "--epochs 1")])
+    with pytest.raises(pytest.fail.Exception, match="no longer occurs"):
+        apply_replacements(block, stale, 1234)
+    block.marker = "run\nreplace --epochs 40"
+    with pytest.raises(pytest.fail.Exception, match="cannot read the policy line"):
+        parse_policy(block)
+
+
+def test_a_failing_command_or_a_refused_option_fails_naming_the_block(newcomer: Newcomer) -> None:
+    block = Block("bash", "unet-hub predict MODEL x.png --out m/ --no-such-option\n", 7, "T", None)
+    with pytest.raises(AssertionError, match=r"line 7 .*\n(.|\n)*--no-such-option"):
+        check_block(block, newcomer)
+    block.code = "ls no-such-file\n"
+    with pytest.raises(pytest.fail.Exception, match=r"README.md line 7 .* failed \(exit code 2\)"):
+        run_script(block, block.code, newcomer, newcomer.env)
