@@ -359,7 +359,9 @@ def run_script(block: Block, code: str, newcomer: Newcomer, env: dict) -> None:
     if done.returncode != 0:
         pytest.fail(
             f"{block.name} failed (exit code {done.returncode}) in a fresh clone.\n"
-            f"--- what ran:\n{code}\n--- output:\n{(done.stdout + done.stderr)[-4000:]}",
+            f"--- what ran:\n{code}\n--- output:\n{(done.stdout + done.stderr)[-4000:]}\n"
+            "(Blocks run in README order and may use what earlier blocks wrote: run the whole "
+            "of tests/test_readme.py, not one block.)",
             pytrace=False,
         )
 
@@ -447,9 +449,10 @@ def test_readme_block_runs(block: Block, newcomer: Newcomer, servers: list, tmp_
     hub = None
     if policy.kind == "hub":
         hub = LocalHub(tmp_path / "hub", tokens={HUB_TOKEN: HUB_USER}).start()
+        # The newcomer's environment, with the Hub client's settings of the local Hub.
+        hub_env = client_env(hub.url, newcomer.scratch / "hf-home", token=HUB_TOKEN)
         env = {k: v for k, v in env.items() if not k.startswith("HF_")}
-        env |= client_env(hub.url, newcomer.scratch / "hf-home", token=HUB_TOKEN)
-        env["PATH"], env["PYTHONPATH"] = newcomer.env["PATH"], newcomer.env["PYTHONPATH"]
+        env |= {k: v for k, v in hub_env.items() if k.startswith("HF_") or k == "NO_PROXY"}
         seed_hub(hub, policy.hub_models, env, newcomer)
     try:
         for command, url, status in policy.servers:
