@@ -7,11 +7,13 @@ given by a marker, an HTML comment just before its fence (invisible on GitHub an
 
     <!-- readme-test: run -->            run it as written
     <!-- readme-test: check -->          only check it: bash -n / compile, programs and
-                                         scripts exist, every `unet-hub SUB` answers --help
+                                         scripts exist, every `unet-hub` or `train.py`
+                                         command's options pass the real parser
                                          (GPUs, several machines, placeholders, long runs)
-    <!-- readme-test: hub               run it against a local Hub (tests/support/local_hub.py);
-    hub-model: user/my-model              these repos are pushed first (the bundled model)
-    -->
+    <!-- readme-test: hub -->            run it against a local Hub (tests/support/local_hub.py),
+                                         HF_TOKEN set for the user `user`; a line
+                                         `hub-model: user/my-model` pushes the bundled model
+                                         there first as that repo
 
 and, on ``run`` and ``hub`` blocks, one option a line before ``-->``::
 
