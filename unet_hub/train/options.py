@@ -29,7 +29,18 @@ from unet_hub.train.optim import OPTIMIZERS, SCHEDULES, describe_optimizer, desc
 MIXED_PRECISION = ("no", "fp16", "bf16")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 #: The model fields that training takes as options (the others are set after training).
-MODEL_OPTIONS = ("n_channels", "n_classes", "labels", "base_channels", "bilinear")
+MODEL_OPTIONS = (
+    "n_channels",
+    "n_classes",
+    "labels",
+    "base_channels",
+    "bilinear",
+    "norm",
+    "input_scaling",
+)
+#: --recipe: seed (the documented recipe, the default) or auto (chosen from the data by
+#: ``unet_hub.train.recipe``; options given on the command line win).
+RECIPES = ("seed", "auto")
 #: Old spellings of option values, still accepted: old -> new.
 RENAMED_VALUES = {"augment": {"seed": "flips"}}
 _PAPER = AugmentParams()  # the --augment paper defaults
@@ -170,6 +181,13 @@ class ScheduleOptions:
 class RunOptions:
     """What makes a run reproducible, and continuing one."""
 
+    recipe: str = _opt(
+        "seed",
+        "seed (the documented recipe: the defaults below) or auto (read the data's sizes, "
+        "channels, intensities and foreground, then choose the pixel scaling, norm layer, "
+        "crop, batch, loss, optimiser and time budget, and say why; options you give win)",
+        choices=RECIPES,
+    )
     seed: int = _opt(0, "random seed for weights, shuffling and augmentation")
     resume: str | None = _opt(
         None,

@@ -38,6 +38,9 @@ class EpochStats:
     lr: float
     seconds: float
     best: bool = False
+    val_foreground: float | None = None  # fraction of validation pixels predicted foreground
+    mask_foreground: float | None = None  # fraction of validation mask pixels that are
+    warning: str | None = None  # training and validation disagree (unet_hub.train.diagnose)
 
 
 @dataclass

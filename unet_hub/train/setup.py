@@ -13,26 +13,18 @@ from accelerate import Accelerator
 
 from unet_hub.data.augment import build_augment
 from unet_hub.data.dataset import SegmentationDataset
-from unet_hub.data.pairs import find_pairs, select_stems, split_validation
+from unet_hub.data.pairs import Pair, find_pairs, select_stems, split_validation
 from unet_hub.errors import ConfigError, DataError
 from unet_hub.infer.segment import resolve_device
 from unet_hub.model.unet import UNet
 from unet_hub.train.losses import unet_weight_map
-from unet_hub.train.options import MIXED_PRECISION, TrainConfig
+from unet_hub.train.options import MIXED_PRECISION, DataOptions, TrainConfig
 
 
 def load_datasets(cfg: TrainConfig) -> tuple[SegmentationDataset, SegmentationDataset | None]:
     """The training set and the validation set (None when there is none)."""
     data = cfg.data
-    pairs = find_pairs(data.data)
-    if data.val_data:
-        train_pairs, val_pairs = pairs, find_pairs(data.val_data)
-    elif data.val_slices:
-        val_pairs, train_pairs = select_stems(pairs, data.val_slices)
-        if not train_pairs:
-            raise DataError(f"--val-slices {data.val_slices} holds out every file; keep some")
-    else:
-        train_pairs, val_pairs = split_validation(pairs, data.val_fraction)
+    train_pairs, val_pairs = split_pairs(data)
     weight_map = None
     if cfg.loss.loss == "weighted":
         weight_map = functools.partial(
@@ -46,6 +38,7 @@ def load_datasets(cfg: TrainConfig) -> tuple[SegmentationDataset, SegmentationDa
         "n_channels": cfg.model.n_channels,
         "n_classes": cfg.model.n_classes,
         "image_size": data.image_size,
+        "input_scaling": cfg.model.input_scaling,
         "weight_map": weight_map,
     }
     augment = build_augment(cfg.augment.augment, cfg.augment.params())
@@ -58,6 +51,19 @@ def load_datasets(cfg: TrainConfig) -> tuple[SegmentationDataset, SegmentationDa
             "batched; pass --image-size, --crop-size or --batch-size 1"
         )
     return train_set, val_set
+
+
+def split_pairs(data: DataOptions) -> tuple[list[Pair], list[Pair]]:
+    """The training and the validation image/mask pairs, as the data options say."""
+    pairs = find_pairs(data.data)
+    if data.val_data:
+        return pairs, find_pairs(data.val_data)
+    if data.val_slices:
+        val_pairs, train_pairs = select_stems(pairs, data.val_slices)
+        if not train_pairs:
+            raise DataError(f"--val-slices {data.val_slices} holds out every file; keep some")
+        return train_pairs, val_pairs
+    return split_validation(pairs, data.val_fraction)
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
