@@ -198,26 +198,40 @@ def _held_out_dice(out: Path, data: Path) -> float:
     return evaluate_model(model, images, masks, sweep=False).mean_dice
 
 
-FAST = ["--base-channels", "4", "--max-minutes", "0.4", "--num-workers", "0"]
+#: Tiny and bounded by epochs, not minutes, so the result does not depend on the load.
+@pytest.fixture
+def one_thread():
+    """Train with one torch thread: on a machine shared with other work, two threads
+    spend most of their time waiting on each other, and the epochs are what is tested."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
-def test_auto_recipe_trains_on_mixed_data(mixed: Path, tmp_path: Path, capsys) -> None:
+FAST = ["--base-channels", "4", "--epochs", "5", "--max-minutes", "5"]
+
+
+def test_auto_recipe_trains_on_mixed_data(mixed: Path, tmp_path: Path, capsys, one_thread):
     out = tmp_path / "auto"
     args = ["train", "--recipe", "auto", "--data", str(mixed), "--out", str(out), *FAST]
+    args += ["--samples-per-epoch", "64"]
     assert main(args) == 0
-    printed = capsys.readouterr().out
-    assert "--recipe auto chose --input-scaling percentile" in printed
+    printed = capsys.readouterr()
+    assert "--recipe auto chose --input-scaling percentile" in printed.out
     config = json.loads((out / CONFIG_NAME).read_text())
     assert (config["input_scaling"], config["norm"]) == ("percentile", "instance")
     assert "--recipe auto chose" in (out / "README.md").read_text()
-    assert _held_out_dice(out, mixed) >= 0.8
+    assert "warning (epoch" not in printed.out + printed.err
+    assert _held_out_dice(out, mixed) >= 0.85
 
 
-def test_the_defaults_on_mixed_data_warn(mixed: Path, tmp_path: Path, capsys) -> None:
+def test_the_defaults_on_mixed_data_warn(mixed: Path, tmp_path: Path, capsys, one_thread):
     out = tmp_path / "seed"
-    args = ["train", "--data", str(mixed), "--out", str(out), "--epochs", "5", *FAST]
+    args = ["train", "--data", str(mixed), "--out", str(out), *FAST]
     assert main(args) == 0
     warnings = [row["warning"] for row in _log(out) if row["warning"]]
     assert warnings, "the defaults on mixed data should warn"
     assert "--input-scaling percentile" in warnings[-1] and "--norm instance" in warnings[-1]
-    assert "warning (epoch" in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "warning (epoch" in printed.out + printed.err  # on the progress line's console

@@ -99,7 +99,7 @@ def check_epoch(history: Sequence[EpochRecord], cfg: TrainConfig) -> str | None:
     if not signs:
         return None
     cause = (
-        "the model does not carry over from the training to the validation images: "
+        "The model does not carry over from the training to the validation images: "
         "likely their intensities or contrast differ"
     )
     if cfg.model.norm == "batch":
