@@ -147,8 +147,8 @@ def test_scaling_round_trips_through_the_config_into_segment(percentile_model, d
 def test_the_cli_applies_the_saved_scaling(percentile_model, dim_image, tmp_path: Path):
     model, folder = percentile_model
     path, _ = dim_image
-    assert main(["predict", str(folder), str(path), "--out", str(tmp_path)]) == 0
-    (written,) = tmp_path.glob("*mask*.png")
+    assert main(["predict", str(folder), str(path), "--out", str(tmp_path / "masks")]) == 0
+    (written,) = (tmp_path / "masks").glob("dim.*")
     expected = mask_from_probabilities(segment(model, read_image(path)), model.config.threshold)
     assert np.array_equal(cv2.imread(str(written), cv2.IMREAD_UNCHANGED), expected)
 
