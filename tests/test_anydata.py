@@ -235,3 +235,27 @@ def test_the_defaults_on_mixed_data_warn(mixed: Path, tmp_path: Path, capsys, on
     assert "--input-scaling percentile" in warnings[-1] and "--norm instance" in warnings[-1]
     printed = capsys.readouterr()
     assert "warning (epoch" in printed.out + printed.err  # on the progress line's console
+
+
+def test_the_warning_names_the_sign_and_fits_the_fix_to_the_options() -> None:
+    from unet_hub.train.diagnose import check_epoch
+    from unet_hub.train.options import TrainConfig
+    from unet_hub.train.run_folder import EpochStats
+
+    def epoch(n: int, train: float, val: float, predicted: float = 0.2) -> EpochStats:
+        return EpochStats(n, train, val, 0.5, 0.4, 0.1, 0.2, 1e-3, 1.0, False, predicted, 0.2)
+
+    seed, tuned = (
+        TrainConfig(),
+        TrainConfig.from_options(input_scaling="percentile", norm="instance", augment="paper"),
+    )
+    falling = [epoch(1, 0.9, 0.5), epoch(2, 0.7, 0.6), epoch(3, 0.6, 0.7), epoch(4, 0.5, 0.8)]
+    warning = check_epoch(falling, seed)
+    assert "validation loss rose to 0.8 (best 0.5)" in warning
+    assert "--input-scaling percentile" in warning and "--norm instance" in warning
+    assert "--input-scaling" not in check_epoch(falling, tuned)
+    steady = [epoch(n, 1 / n, 0.5 / n) for n in range(1, 6)]
+    assert check_epoch(steady, seed) is None
+    flooded = [epoch(n, 1 / n, 0.5, predicted=0.9) for n in range(1, 4)]
+    assert check_epoch(flooded[:2], seed) is None  # a fresh network gets a grace period
+    assert "foreground on 90% of the pixels, the masks have 20%" in check_epoch(flooded, seed)
