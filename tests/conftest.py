@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -56,11 +58,11 @@ def _wait_until_serving(url: str, process: subprocess.Popen, log: Path, timeout:
     pytest.fail(f"app.py did not serve {url} within {timeout}s:\n{log.read_text()}")
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    """``python app.py`` on a free port, offline, serving the bundled model."""
+@contextlib.contextmanager
+def running_app(log: Path, model: Path | None = None) -> Iterator[str]:
+    """``python app.py`` on a free port, offline, serving ``model`` (a saved model folder,
+    as ``UNET_MODEL``) or the bundled model; yields its URL, stops it afterwards."""
     port = free_port()
-    log = tmp_path_factory.mktemp("app") / "app.log"
     env = {
         **os.environ,
         "GRADIO_SERVER_NAME": "127.0.0.1",
@@ -69,6 +71,8 @@ def app_url(tmp_path_factory):
         "HF_HUB_OFFLINE": "1",
     }
     env.pop("UNET_MODEL", None)
+    if model is not None:
+        env["UNET_MODEL"] = str(model)
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
@@ -80,6 +84,13 @@ def app_url(tmp_path_factory):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """``python app.py`` on a free port, offline, serving the bundled model."""
+    with running_app(tmp_path_factory.mktemp("app") / "app.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -202,3 +202,23 @@ def test_description_gives_the_bundled_models_figures_without_a_machine_path() -
     text = description_html(UNet.from_pretrained(BUNDLED_MODEL), BUNDLED_MODEL)
     assert "the bundled ISBI 2012 model" in text and "Dice" in text
     assert "isbi2012/train" in text and "../" not in text and "shared" not in text
+
+
+@pytest.mark.parametrize("scaling", ["zscore", "percentile"])
+def test_page_applies_each_per_image_scaling_as_segment(
+    browser, images, scaling: str, tmp_path_factory
+) -> None:
+    """The worker's zscore and percentile (geometry.js) equal scale_to_unit's: a model of
+    each scaling, on a 16-bit image (tiled) and a colour one."""
+    model = spread_model(GREY, input_scaling=scaling)
+    folder = tmp_path_factory.mktemp(scaling) / "model"
+    model.save_pretrained(folder)
+    site = build_static_space(folder, folder.parent / "site", tile_size=TILE, overlap=OVERLAP)
+    with serve_space(site) as url:
+        page = open_page(browser, url)
+        try:
+            for name in ("tiff16", "rgb", "large"):
+                assert segment_in_page(page, images[name]) == "done", page.text_content("#error")
+                assert_matches_segment(page_probabilities(page), model, read_image(images[name]))
+        finally:
+            page.close()

@@ -269,6 +269,11 @@ def _train(args: argparse.Namespace) -> int:
     elif not given.get("data") or not given.get("out"):
         print("error: train needs --data and --out (or --resume RUN_DIR)", file=sys.stderr)
         return 2
+    elif given.get("recipe") == "auto":
+        from unet_hub.train.recipe import auto_config
+
+        cfg, choice, profile = auto_config(given)
+        print(f"--recipe auto: {profile.describe()}\n{choice.summary()}", flush=True)
     else:
         cfg = TrainConfig.from_options(given)
     result = train(cfg, command=_command_line())

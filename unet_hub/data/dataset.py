@@ -9,7 +9,14 @@ import torch
 from torch.utils.data import Dataset
 
 from unet_hub.data.augment import Augment
-from unet_hub.data.images import DEFAULT_MAX_PIXELS, read_image, resize, to_model_input
+from unet_hub.data.images import (
+    DEFAULT_MAX_PIXELS,
+    read_image,
+    resize,
+    scaling_statistics,
+    to_channels,
+    to_model_input,
+)
 from unet_hub.data.mask_values import MaskValues
 from unet_hub.data.masks import mask_to_target, read_mask
 from unet_hub.data.pairs import Pair
@@ -56,6 +63,9 @@ class SegmentationDataset(Dataset):
         self.augment, self.input_scaling = augment, input_scaling
         self.images: list[np.ndarray] = []
         self.masks: list[np.ndarray] = []
+        # per-image scalings are measured on the whole image, as inference does, and
+        # applied to its crops
+        self.statistics: list[tuple[float, float] | None] = []
         self.weights: list[np.ndarray] | None = [] if weight_map else None
         for image_path, mask_path in pairs:
             image = read_image(image_path, max_pixels)
@@ -69,6 +79,9 @@ class SegmentationDataset(Dataset):
                 image, mask = resize(image, image_size), resize(mask, image_size, nearest=True)
             self.images.append(image)
             self.masks.append(mask)
+            self.statistics.append(
+                scaling_statistics(to_channels(image, n_channels), input_scaling)
+            )
             if weight_map is not None:
                 self.weights.append(weight_map(self.labels(mask)))
 
@@ -91,7 +104,7 @@ class SegmentationDataset(Dataset):
         if self.augment is not None:
             arrays = self.augment(*arrays)
         image, mask, *weights = arrays
-        x = to_model_input(image, self.n_channels, self.input_scaling)
+        x = to_model_input(image, self.n_channels, self.input_scaling, self.statistics[index])
         y = mask_to_target(mask, self.n_classes)
         extra = tuple(torch.from_numpy(np.ascontiguousarray(w)) for w in weights)
         return torch.from_numpy(x), torch.from_numpy(np.ascontiguousarray(y)), *extra

@@ -206,8 +206,57 @@ def to_channels(image: np.ndarray, n_channels: int) -> np.ndarray:
     )
 
 
-def scale_to_unit(image: np.ndarray, scaling: str = "dtype") -> np.ndarray:
-    """Scale pixel values to float32 in [0, 1] (see ``INPUT_SCALINGS``)."""
+#: The standard deviation below which ``zscore`` takes an image to be constant (all 0).
+ZSCORE_EPSILON = 1e-6
+#: The percentiles ``percentile`` clips each image to.
+PERCENTILES = (0.5, 99.5)
+
+
+def scaling_statistics(image: np.ndarray, scaling: str) -> tuple[float, float] | None:
+    """The per-image numbers ``scaling`` needs (see ``scale_to_unit``), from the image as
+    the network takes it (after ``to_channels``): (min, max) for minmax, (mean, std) for
+    zscore, the (0.5, 99.5) percentiles for percentile; None for dtype. Training takes
+    them from the whole image and applies them to its crops, as inference does."""
+    if scaling not in INPUT_SCALINGS:
+        raise ValueError(f"input_scaling must be one of {INPUT_SCALINGS}, got {scaling!r}")
+    if scaling == "dtype" or image.dtype == bool:
+        return None
+    values = image.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ImageReadError("the image holds NaN or infinite values; clean it before use")
+    if scaling == "minmax":
+        return float(values.min()), float(values.max())
+    if scaling == "zscore":
+        return float(values.mean()), float(values.std())
+    lo, hi = np.percentile(values, PERCENTILES)  # numpy's default: linear interpolation
+    return float(lo), float(hi)
+
+
+def scale_to_unit(
+    image: np.ndarray, scaling: str = "dtype", statistics: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Scale pixel values to float32 network inputs, as ``scaling`` says.
+
+    The formulas (``x``: the image's values as float32, every channel together; the
+    per-image numbers are computed in float64 over all of the image's pixels and
+    channels, then rounded to float32 before use; a boolean image is always 0/1):
+
+    - ``dtype``: integer images ``x / M`` with M the dtype's maximum (255 for uint8,
+      65535 for uint16); float images ``clip(x, 0, 1)``.
+    - ``minmax``: ``(x - lo) / (hi - lo)`` with lo, hi the image's minimum and maximum;
+      all 0 when hi == lo.
+    - ``zscore``: ``(x - m) / s`` with m the mean and s the population standard deviation
+      (ddof 0, i.e. sqrt(mean((x - m)^2))); all 0 when s < ``ZSCORE_EPSILON`` (1e-6).
+      Not bounded to [0, 1].
+    - ``percentile``: ``(clip(x, lo, hi) - lo) / (hi - lo)`` with lo, hi the image's 0.5
+      and 99.5 percentiles by numpy's default (linear) definition: over the n sorted
+      values v[0..n-1], the p-th percentile at rank r = p / 100 * (n - 1) is
+      ``v[floor(r)] + (r - floor(r)) * (v[floor(r) + 1] - v[floor(r)])``; all 0 when
+      hi == lo.
+
+    Every subtraction and division is in float32. ``statistics`` gives the per-image
+    numbers (``scaling_statistics``) measured on a larger image this one is cut from.
+    """
     if scaling not in INPUT_SCALINGS:
         raise ValueError(f"input_scaling must be one of {INPUT_SCALINGS}, got {scaling!r}")
     if image.dtype == bool:
@@ -215,18 +264,32 @@ def scale_to_unit(image: np.ndarray, scaling: str = "dtype") -> np.ndarray:
     out = image.astype(np.float32)
     if not np.isfinite(out).all():
         raise ImageReadError("the image holds NaN or infinite values; clean it before use")
-    if scaling == "minmax":
-        lo, hi = float(out.min()), float(out.max())
-        return (out - lo) / (hi - lo) if hi > lo else np.zeros_like(out)
-    if np.issubdtype(image.dtype, np.integer):
-        return out / float(np.iinfo(image.dtype).max)
-    return np.clip(out, 0.0, 1.0)  # float images are taken to be in [0, 1] already
+    if scaling == "dtype":
+        if np.issubdtype(image.dtype, np.integer):
+            return out / np.float32(np.iinfo(image.dtype).max)
+        return np.clip(out, 0.0, 1.0)  # float images are taken to be in [0, 1] already
+    a, b = (np.float32(v) for v in (statistics or scaling_statistics(image, scaling)))
+    if scaling == "zscore":
+        if b < ZSCORE_EPSILON:
+            return np.zeros_like(out)
+        return (out - a) / b
+    if not b > a:
+        return np.zeros_like(out)
+    if scaling == "percentile":
+        out = np.clip(out, a, b)
+    return (out - a) / (b - a)
 
 
-def to_model_input(image: np.ndarray, n_channels: int, scaling: str = "dtype") -> np.ndarray:
-    """Turn an image of any supported type into a float32 C×H×W array in [0, 1]."""
+def to_model_input(
+    image: np.ndarray,
+    n_channels: int,
+    scaling: str = "dtype",
+    statistics: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Turn an image of any supported type into a float32 C×H×W network input (in [0, 1]
+    for every scaling but zscore; see ``scale_to_unit``)."""
     return np.ascontiguousarray(
-        scale_to_unit(to_channels(image, n_channels), scaling).transpose(2, 0, 1)
+        scale_to_unit(to_channels(image, n_channels), scaling, statistics).transpose(2, 0, 1)
     )
 
 

@@ -125,6 +125,10 @@ class Evaluation:
     best_rand_threshold_thinned: float | None = None
     vi_thinned_at_best: float | None = None  # at best_rand_threshold_thinned
     tta: bool = False
+    #: Fractions of the pixels that are foreground (not class 0 / background) in the
+    #: prediction and in the truth.
+    foreground_predicted: float | None = None
+    foreground_true: float | None = None
     #: With objects (``Evaluator(instances=...)``): how they were made, and their EM
     #: scores at the threshold (``EM_SCORES`` keys) and mean count per image.
     objects: str | None = None
@@ -254,6 +258,14 @@ class Evaluator:
         scores = em_scores_of_cells(objects.labels, true_cells)
         return {"objects": objects.count, **{f"objects_{k}": v for k, v in scores.items()}}
 
+    def _foreground(self) -> tuple[float, float]:
+        """The predicted and the true foreground fraction (classes but the first of a
+        multi-class model)."""
+        c = self.counts
+        first = 0 if self.n_classes == 1 else 1
+        predicted = float((c.tp + c.fp)[first:].sum()) / self.pixels
+        return predicted, float((c.tp + c.fn)[first:].sum()) / self.pixels
+
     def result(self) -> Evaluation:
         if not self.per_image:
             raise ValueError("no images were evaluated")
@@ -267,6 +279,7 @@ class Evaluator:
             tta=self.tta,
             per_image=self.per_image,
         )
+        evaluation.foreground_predicted, evaluation.foreground_true = self._foreground()
         if self.n_classes != 1:
             return evaluation
         f = f_scores(*self.f_counts)

@@ -18,7 +18,8 @@ ALPHA = 0.35
 
 def display_image(image: np.ndarray, n_channels: int, scaling: str = "dtype") -> np.ndarray:
     """The image as the model sees it (after channel conversion and scaling), as uint8 RGB."""
-    x = to_model_input(image, n_channels, scaling)[:3]
+    # z-scores are unbounded; their min-max view is the same picture (an affine map)
+    x = to_model_input(image, n_channels, "minmax" if scaling == "zscore" else scaling)[:3]
     rgb = np.repeat(x, 3, axis=0) if x.shape[0] == 1 else x
     return np.round(rgb.transpose(1, 2, 0) * 255).astype(np.uint8)
 

@@ -19,9 +19,14 @@ from typing import Any
 
 from unet_hub.errors import ConfigError, ModelLoadError
 
-#: How integer pixels are scaled to [0, 1]: by the maximum of their dtype (255 for
-#: 8-bit, 65535 for 16-bit) or by each image's own minimum and maximum.
-INPUT_SCALINGS = ("dtype", "minmax")
+#: How pixels become network inputs: by the maximum of their dtype (255 for 8-bit, 65535
+#: for 16-bit), by each image's own minimum and maximum, by each image's mean and standard
+#: deviation (zscore), or clipped to each image's 0.5 and 99.5 percentiles and scaled to
+#: [0, 1] (percentile). The exact formulas: ``unet_hub.data.images.scale_to_unit``.
+INPUT_SCALINGS = ("dtype", "minmax", "zscore", "percentile")
+#: The normalisation layer after each convolution: BatchNorm (the seed architecture),
+#: InstanceNorm (per image and channel, affine, no running statistics) or GroupNorm.
+NORMS = ("batch", "instance", "group")
 #: Version of the ``config.json`` layout; a saved model with a newer one is refused.
 CONFIG_FORMAT = 1
 LIBRARY_NAME = "unet-hub"
@@ -33,7 +38,7 @@ SAVED_EXTRA_KEYS = ("format", "library_name", "model_type")
 USAGE_FIELDS = ("labels", "input_scaling", "threshold", "watershed", "min_size")
 #: Fields added after format 1: ``config.json`` holds them only when they differ from
 #: their default, so a model that does not use them still loads in older versions.
-ADDED_FIELDS = ("mask_values", "watershed", "min_size")
+ADDED_FIELDS = ("mask_values", "watershed", "min_size", "norm")
 #: The keys a ``config.json`` must have (the others have defaults).
 REQUIRED_KEYS = ("n_channels", "n_classes", "base_channels")
 
@@ -69,8 +74,15 @@ class UNetConfig:
     )
     input_scaling: str = _field(
         "dtype",
-        "how pixels are scaled to [0, 1]: dtype (by 255 or 65535) or minmax (each image "
-        "by its own range)",
+        "how each image's pixels are scaled for the network: dtype (by 255 or 65535), "
+        "minmax (by its own range), zscore (by its own mean and standard deviation) or "
+        "percentile (clipped to its own 0.5-99.5 percentiles, then to [0, 1])",
+    )
+    norm: str = _field(
+        "batch",
+        "normalisation layer after each convolution: batch (BatchNorm, the seed "
+        "architecture), instance (InstanceNorm: per image, no running statistics) or group "
+        "(GroupNorm, 8 channels per group)",
     )
     threshold: float = _field(0.5, "recommended foreground probability threshold")
     mask_values: tuple[tuple[int, ...], ...] | None = _field(
@@ -118,6 +130,8 @@ class UNetConfig:
             raise ConfigError(
                 f"input_scaling must be one of {INPUT_SCALINGS}, got {self.input_scaling!r}"
             )
+        if self.norm not in NORMS:
+            raise ConfigError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if not (math.isfinite(self.threshold) and 0.0 < self.threshold < 1.0):
             raise ConfigError(f"threshold must lie strictly between 0 and 1, got {self.threshold}")
         if self.min_size < 0:

@@ -59,7 +59,8 @@ class UNet(
     paper_url="https://arxiv.org/abs/1505.04597",
     model_card_template=MODEL_CARD_TEMPLATE,
 ):
-    """U-Net (Ronneberger et al., 2015) with padded convolutions and BatchNorm.
+    """U-Net (Ronneberger et al., 2015) with padded convolutions and BatchNorm (or the
+    norm layer ``config.norm`` names).
 
     Built from a ``UNetConfig`` (``UNet(config)``) or from its fields as keywords
     (``UNet(n_channels=3, base_channels=32)``); see ``UNetConfig`` for each field. The
@@ -77,16 +78,16 @@ class UNet(
         if config is not None and fields:
             config = config.replace(**fields)
         self._config = config if config is not None else UNetConfig(**_known_fields(fields))
-        b, bilinear = self._config.base_channels, self._config.bilinear
-        self.inc = DoubleConv(self._config.n_channels, b)
-        self.down1 = Down(b, 2 * b)
-        self.down2 = Down(2 * b, 4 * b)
-        self.down3 = Down(4 * b, 8 * b)
-        self.down4 = Down(8 * b, 8 * b)
-        self.up1 = Up(16 * b, 4 * b, bilinear)
-        self.up2 = Up(8 * b, 2 * b, bilinear)
-        self.up3 = Up(4 * b, b, bilinear)
-        self.up4 = Up(2 * b, b, bilinear)
+        b, bilinear, norm = self._config.base_channels, self._config.bilinear, self._config.norm
+        self.inc = DoubleConv(self._config.n_channels, b, norm)
+        self.down1 = Down(b, 2 * b, norm)
+        self.down2 = Down(2 * b, 4 * b, norm)
+        self.down3 = Down(4 * b, 8 * b, norm)
+        self.down4 = Down(8 * b, 8 * b, norm)
+        self.up1 = Up(16 * b, 4 * b, bilinear, norm)
+        self.up2 = Up(8 * b, 2 * b, bilinear, norm)
+        self.up3 = Up(4 * b, b, bilinear, norm)
+        self.up4 = Up(2 * b, b, bilinear, norm)
         self.outc = OutConv(b, self._config.n_classes)
 
     @property

@@ -38,6 +38,7 @@ from unet_hub.hub.publish import HubError, check_push_access, push_model_folder
 from unet_hub.model.save import save_model_folder
 from unet_hub.model.unet import UNet
 from unet_hub.train.checkpoint import fault_point, read_checkpoint, read_checkpoint_state, restore
+from unet_hub.train.diagnose import check_epoch
 from unet_hub.train.distill import Teacher
 from unet_hub.train.losses import SegmentationLoss
 from unet_hub.train.optim import LRSchedule, build_optimizer
@@ -149,6 +150,7 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
             stats = _epoch_stats(epoch, train_loss, val_loss, evaluation, run.schedule.lr, started)
             run.schedule.after_epoch(score)
             state.record(stats, score, time.perf_counter() - clock)
+            stats.warning = check_epoch(state.history, cfg)
             if out_of_time:
                 run.facts.epochs = _stopped_by_budget(epoch, cfg)
             checkpoint = {
@@ -167,6 +169,8 @@ def _train(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> T
             )
             accelerator.wait_for_everyone()
             progress.set_postfix_str(_describe(stats), refresh=True)
+            if stats.warning and main:
+                progress.write(f"warning (epoch {epoch}): {stats.warning}")
             if out_of_time:
                 break
     except KeyboardInterrupt:
@@ -389,6 +393,8 @@ def _epoch_stats(
         lr,
         seconds,
         val_rand_error_thinned=evaluation.rand_error_thinned,
+        val_foreground=evaluation.foreground_predicted,
+        mask_foreground=evaluation.foreground_true,
     )
 
 
@@ -453,6 +459,8 @@ def _describe(stats: EpochStats) -> str:
     text = f"epoch {stats.epoch} loss {stats.train_loss:.4f}"
     if stats.val_dice is not None:
         text += f" val loss {stats.val_loss:.4f} Dice {stats.val_dice:.4f}"
+    if stats.warning:
+        text += " | warning: training and validation disagree (see the log)"
     return text
 
 

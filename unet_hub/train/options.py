@@ -23,7 +23,7 @@ from typing import Any
 from unet_hub.data.augment import AUGMENT_MODES, AugmentParams, describe_augment
 from unet_hub.errors import ConfigError
 from unet_hub.files import CHECKPOINT_NAME, LAST_DIR, LOG_NAME
-from unet_hub.model.config import UNetConfig
+from unet_hub.model.config import INPUT_SCALINGS, NORMS, UNetConfig
 from unet_hub.train.losses import LOSSES, SIGMA, W0, describe_loss
 from unet_hub.train.optim import OPTIMIZERS, SCHEDULES, describe_optimizer, describe_schedule
 
@@ -41,7 +41,14 @@ MODEL_OPTIONS = (
     "mask_values",
     "watershed",
     "min_size",
+    "norm",
+    "input_scaling",
 )
+#: The choices of the model options that have a fixed set of values.
+MODEL_CHOICES = {"norm": NORMS, "input_scaling": INPUT_SCALINGS}
+#: --recipe: seed (the documented recipe, the default) or auto (chosen from the data by
+#: ``unet_hub.train.recipe``; options given on the command line win).
+RECIPES = ("seed", "auto")
 #: Old spellings of option values, still accepted: old -> new.
 RENAMED_VALUES = {"augment": {"seed": "flips"}}
 _PAPER = AugmentParams()  # the --augment paper defaults
@@ -208,6 +215,13 @@ class ScheduleOptions:
 class RunOptions:
     """What makes a run reproducible, and continuing one."""
 
+    recipe: str = _opt(
+        "seed",
+        "seed (the documented recipe: the defaults below) or auto (read the data's sizes, "
+        "channels, intensities and foreground, then choose the pixel scaling, norm layer, "
+        "crop, batch, loss, optimiser and time budget, and say why; options you give win)",
+        choices=RECIPES,
+    )
     seed: int = _opt(0, "random seed for weights, shuffling and augmentation")
     resume: str | None = _opt(
         None,
@@ -433,7 +447,7 @@ def _build_options() -> dict[str, Option]:
         for name in _names(attr):
             f = _GROUP_FIELDS[attr][name]
             meta = f.metadata
-            choices = meta.get("choices")
+            choices = meta.get("choices") or MODEL_CHOICES.get(name)
             options[name] = Option(
                 name, attr, hints[name], f.default, meta["help"], meta.get("resumable", False),
                 tuple(choices) if choices else None,

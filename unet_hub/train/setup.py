@@ -16,13 +16,13 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from unet_hub.data.augment import build_augment
 from unet_hub.data.dataset import SegmentationDataset
 from unet_hub.data.mask_values import discover_mask_values
-from unet_hub.data.pairs import find_pairs, select_stems, split_validation
+from unet_hub.data.pairs import Pair, find_pairs, select_stems, split_validation
 from unet_hub.errors import ConfigError, DataError
 from unet_hub.infer.segment import resolve_device
 from unet_hub.model.unet import UNet
 from unet_hub.model.weights import transfer_weights
 from unet_hub.train.losses import unet_weight_map
-from unet_hub.train.options import MIXED_PRECISION, TrainConfig
+from unet_hub.train.options import MIXED_PRECISION, DataOptions, TrainConfig
 
 
 def load_datasets(
@@ -32,15 +32,7 @@ def load_datasets(
     with the masks' values (``--mask-values``) found when several classes are drawn as
     grey levels or colours."""
     data = cfg.data
-    pairs = find_pairs(data.data)
-    if data.val_data:
-        train_pairs, val_pairs = pairs, find_pairs(data.val_data)
-    elif data.val_slices:
-        val_pairs, train_pairs = select_stems(pairs, data.val_slices)
-        if not train_pairs:
-            raise DataError(f"--val-slices {data.val_slices} holds out every file; keep some")
-    else:
-        train_pairs, val_pairs = split_validation(pairs, data.val_fraction)
+    train_pairs, val_pairs = split_pairs(data)
     if cfg.model.n_classes > 1 and cfg.model.mask_values is None:
         masks = [mask for _, mask in train_pairs + val_pairs]
         found = discover_mask_values(masks, cfg.model.n_classes)
@@ -59,6 +51,7 @@ def load_datasets(
         "n_channels": cfg.model.n_channels,
         "n_classes": cfg.model.n_classes,
         "image_size": data.image_size,
+        "input_scaling": cfg.model.input_scaling,
         "weight_map": weight_map,
         "mask_values": cfg.model.mask_values,
     }
@@ -72,6 +65,19 @@ def load_datasets(
             "batched; pass --image-size, --crop-size or --batch-size 1"
         )
     return cfg, train_set, val_set
+
+
+def split_pairs(data: DataOptions) -> tuple[list[Pair], list[Pair]]:
+    """The training and the validation image/mask pairs, as the data options say."""
+    pairs = find_pairs(data.data)
+    if data.val_data:
+        return pairs, find_pairs(data.val_data)
+    if data.val_slices:
+        val_pairs, train_pairs = select_stems(pairs, data.val_slices)
+        if not train_pairs:
+            raise DataError(f"--val-slices {data.val_slices} holds out every file; keep some")
+        return train_pairs, val_pairs
+    return split_validation(pairs, data.val_fraction)
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:

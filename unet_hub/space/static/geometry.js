@@ -92,8 +92,37 @@ const UNetGeometry = (() => {
     return Math.floor((r * 9798 + g * 19235 + b * 3735 + 16384) / 32768);
   }
 
+  // The per-image statistics of scaling_statistics in unet_hub/data/images.py: over every
+  // pixel and channel, in double precision (float64), rounded to float32 before use.
+  const ZSCORE_EPSILON = 1e-6;
+
+  function minMax(values) {
+    let lo = Infinity, hi = -Infinity;
+    for (const v of values) { if (v < lo) lo = v; if (v > hi) hi = v; }
+    return [lo, hi];
+  }
+
+  function meanStd(values) {  // population standard deviation (numpy's ddof 0)
+    let sum = 0;
+    for (const v of values) sum += v;
+    const mean = sum / values.length;
+    let squares = 0;
+    for (const v of values) squares += (v - mean) * (v - mean);
+    return [mean, Math.sqrt(squares / values.length)];
+  }
+
+  function percentiles(values, ...ps) {  // numpy's default (linear) definition
+    const sorted = Float64Array.from(values).sort();
+    const n = sorted.length;
+    return ps.map((p) => {
+      const rank = (p / 100) * (n - 1), below = Math.floor(rank), t = rank - below;
+      const a = sorted[below], b = sorted[Math.min(below + 1, n - 1)];
+      return a + t * (b - a);
+    });
+  }
+
   // `pixels`: H*W*channels interleaved (Uint8Array, Uint16Array or Float32Array).
-  // Returns a Float32Array nChannels*H*W in [0, 1].
+  // Returns a Float32Array nChannels*H*W (in [0, 1] for every scaling but zscore).
   function toModelInput(pixels, height, width, channels, nChannels, scaling) {
     const isFloat = pixels instanceof Float32Array;
     let c = channels;
@@ -113,10 +142,19 @@ const UNetGeometry = (() => {
         for (let k = 0; k < nChannels; k++) raw[k * n + i] = pixels[p];
       }
     }
-    if (scaling === "minmax") {
-      let lo = Infinity, hi = -Infinity;
-      for (const v of raw) { if (v < lo) lo = v; if (v > hi) hi = v; }
-      for (let i = 0; i < raw.length; i++) raw[i] = hi > lo ? Math.fround(Math.fround(raw[i] - lo) / Math.fround(hi - lo)) : 0;
+    if (scaling === "minmax" || scaling === "percentile") {
+      // per-image range: min and max, or the 0.5 and 99.5 percentiles; clip, then to [0, 1]
+      const [lo, hi] = (scaling === "minmax" ? minMax(raw) : percentiles(raw, 0.5, 99.5)).map(Math.fround);
+      const span = Math.fround(hi - lo);
+      for (let i = 0; i < raw.length; i++) {
+        const v = Math.min(hi, Math.max(lo, raw[i]));
+        raw[i] = hi > lo ? Math.fround(Math.fround(v - lo) / span) : 0;
+      }
+    } else if (scaling === "zscore") {
+      const [mean, std] = meanStd(raw).map(Math.fround);
+      for (let i = 0; i < raw.length; i++) {
+        raw[i] = std < ZSCORE_EPSILON ? 0 : Math.fround(Math.fround(raw[i] - mean) / std);
+      }
     } else if (isFloat) {
       for (let i = 0; i < raw.length; i++) raw[i] = Math.min(1, Math.max(0, raw[i]));
     } else {
