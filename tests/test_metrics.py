@@ -209,3 +209,39 @@ def test_without_a_sweep_the_thinned_scores_are_at_the_threshold_only():
         f"adapted Rand error {THINNED}",
         f"variation of information {THINNED}",
     ]
+
+
+def corner_touching_cells() -> np.ndarray:
+    """4×4 boolean cell interior: two 2×2 cells that touch only at one corner."""
+    foreground = np.zeros((4, 4), bool)
+    foreground[:2, :2] = foreground[2:, 2:] = True
+    return foreground
+
+
+def test_cells_touching_at_a_corner_are_two_cells():
+    cells = label_cells(corner_touching_cells())
+    assert cells.max() == 2
+    assert len(np.unique(cells[:2, :2])) == 1 and len(np.unique(cells[2:, 2:])) == 1
+    assert cells[0, 0] != cells[3, 3]
+
+
+@pytest.mark.parametrize("scores", ["strict", THINNED])
+def test_corner_touching_cells_score_as_two_cells(scores):
+    """Hand-computed on the 8 scored pixels (truth label 0 is not scored).
+
+    Truth one cell, prediction two of 4 px: ordered pairs of distinct pixels in one
+    segment are 8·7 = 56 in the truth, 2·4·3 = 24 in the prediction, 24 in both, so
+    precision 24/24 = 1, recall 24/56 = 3/7, F = 2·(3/7)/(10/7) = 0.6 and the adapted Rand
+    error 0.4; VI = H(true|pred) + H(pred|true) = 0 + 1 bit. Truth two cells and
+    prediction two cells: 0 and 0. (Labelled 8-connected, the prediction would be one cell:
+    0 and 0 against the merged truth, 0.4 and 1 against the split one.)"""
+    predicted = corner_touching_cells()
+    one_true_cell = predicted.astype(np.int32)
+    two_true_cells = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 2, 2], [0, 0, 2, 2]])
+    suffix = "" if scores == "strict" else "_thinned"
+    split = em_scores(predicted, one_true_cell)
+    assert split[f"rand_error{suffix}"] == pytest.approx(0.4)
+    assert split[f"vi{suffix}"] == pytest.approx(1.0)
+    same = em_scores(predicted, two_true_cells)
+    assert same[f"rand_error{suffix}"] == pytest.approx(0.0, abs=1e-12)
+    assert same[f"vi{suffix}"] == pytest.approx(0.0, abs=1e-12)
