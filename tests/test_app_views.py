@@ -5,6 +5,8 @@ Gradio on a free port and driven by a real Chromium."""
 
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -20,9 +22,11 @@ from unet_hub.infer.visualize import display_image, overlay, probability_map
 
 @pytest.fixture(scope="module")
 def counted_app():
-    """The app on the bundled model, whose network runs are counted in ``runs``."""
+    """The app on the bundled model; ``runs`` counts its network runs and ``overlays``
+    keeps each overlay it drew."""
     mp = pytest.MonkeyPatch()
     runs: list[int] = []
+    overlays: list[np.ndarray] = []
     real = webapp.segmenter
 
     def counting_segmenter(model, **kwargs):
@@ -34,7 +38,12 @@ def counted_app():
 
         return counted
 
+    def kept_overlay(*args):
+        overlays.append(overlay(*args))
+        return overlays[-1]
+
     mp.setattr(webapp, "segmenter", counting_segmenter)
+    mp.setattr(webapp, "overlay", kept_overlay)
     model = UNet.from_pretrained(BUNDLED_MODEL)
     app = webapp.build_app(model, str(BUNDLED_MODEL))
     port = free_port()
@@ -43,7 +52,7 @@ def counted_app():
         allowed_paths=[str(EXAMPLES_DIR)], quiet=True,
     )  # fmt: skip
     try:
-        yield f"http://127.0.0.1:{port}/", model, runs
+        yield f"http://127.0.0.1:{port}/", model, runs, overlays
     finally:
         app.close()
         mp.undo()
@@ -71,7 +80,7 @@ def test_slider_move_redraws_every_view_at_the_new_threshold_without_rerunning(c
     _chromium_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
-    url, model, runs = counted_app
+    url, model, runs, overlays = counted_app
     example = sorted(EXAMPLES_DIR.glob("*.png"))[0]
     image = read_image(example)
     probabilities = segment(model, image)
@@ -94,12 +103,22 @@ def test_slider_move_redraws_every_view_at_the_new_threshold_without_rerunning(c
         moved = float(page.locator("#threshold input[type=number]").input_value())
         assert moved > start + 0.1
         mask = _png(page, _loaded(page, "#mask", first["#mask"]))
+        # the new mask triggers the overlay's redraw: wait for it, then check what was drawn
+        # (an overlay drawn at the old threshold would look the same to the browser)
+        deadline = time.monotonic() + 30
+        while len(overlays) < 2 and time.monotonic() < deadline:
+            page.wait_for_timeout(50)  # polling the condition above
+        assert len(overlays) >= 2, "the overlay was not redrawn after the slider moved"
+        expected_overlay = overlay(
+            picture, (mask_from_probabilities(probabilities, moved) > 0).astype(np.uint8)
+        )
+        assert np.array_equal(overlays[-1], expected_overlay), "overlay not at the new threshold"
         shown_overlay = _png(page, _loaded(page, "#overlay", first["#overlay"]))
         prob = _png(page, page.locator("#prob img").first)
         browser.close()
 
     expected_mask = mask_from_probabilities(probabilities, moved)
     assert np.array_equal(mask, expected_mask)
-    assert np.array_equal(shown_overlay, overlay(picture, (expected_mask > 0).astype(np.uint8)))
+    assert np.array_equal(shown_overlay, expected_overlay)
     assert np.array_equal(prob, probability_map(probabilities))
     assert len(runs) == 1  # the slider redrew from the kept probabilities
