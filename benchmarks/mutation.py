@@ -108,7 +108,8 @@ def survivors(work: Path) -> list[dict[str, str]]:
         if not match:
             continue
         mutant, status = match.groups()
-        diff = mutmut(work, "show", mutant).stdout
+        # a mutant no selected test reaches needs no diff to explain (and `show` is slow)
+        diff = "" if status == "no tests" else mutmut(work, "show", mutant).stdout
         found.append({"mutant": mutant, "status": status, "diff": diff})
     return found
 
@@ -151,8 +152,9 @@ def changed_lines(diff: str) -> str:
 def report(results: dict, reasons: dict[str, str]) -> str:
     """The markdown table of ``results`` and every survivor with its explanation
     (``reasons``: mutant name → why it is equivalent or what kills it)."""
-    rows = ["| module | tests | killed | survived | equivalent | score (non-equivalent) | time |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    rows = ["| module | tests | killed | survived | reached by no test | equivalent "
+            "| score (non-equivalent) | time |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     survivors_md = []
     for r in results.values():
         st = r["stats"]
@@ -164,14 +166,25 @@ def report(results: dict, reasons: dict[str, str]) -> str:
         done = "" if r["finished"] else " (stopped by its time cap)"
         rows.append(
             f"| `{r['module']}` | `{' '.join(r['tests'])}` | {killed} | "
-            f"{st.get('survived', 0) + st.get('timeout', 0)} | {len(equivalent)} | "
+            f"{st.get('survived', 0) + st.get('timeout', 0)} | {st.get('no_tests', 0)} | "
+            f"{len(equivalent)} | "
             f"{score:.1%} | {r['seconds']} s{done} |"
         )
         survivors_md.append(f"\n### `{r['module']}`\n")
+        untested: dict[str, int] = {}
         for m in r["not_killed"]:
-            why = reasons.get(m["mutant"], "not killed: a gap in the tests")
             short = m["mutant"].split(".")[-1].replace("\u01c1", ".")
+            if m["status"] == "no tests":
+                function = short.split("__mutmut_")[0]
+                untested[function] = untested.get(function, 0) + 1
+                continue
+            why = reasons.get(m["mutant"], "not killed: a gap in the tests")
             survivors_md.append(f"- `{short}` ({m['status']}): {changed_lines(m['diff'])} — {why}")
+        if untested:
+            listed = ", ".join(f"`{f}` ({n})" for f, n in sorted(untested.items()))
+            survivors_md.append(
+                f"- reached by none of the selected tests (mutants per function): {listed}"
+            )
     return "\n".join(rows) + "\n" + "\n".join(survivors_md) + "\n"
 
 
