@@ -126,33 +126,41 @@ def _app_setting(code: str, **env: str) -> str:
     return result.stdout.strip()
 
 
-def test_unet_max_pixels_sets_the_apps_pixel_limit(tmp_path):
-    assert _app_setting("print(webapp.MAX_PIXELS)") == "25000000"
-    image = SAMPLE / "test" / "00.png"  # 512 × 512 = 262144 pixels
+def test_unet_max_pixels_sets_the_apps_pixel_limit(tmp_path, monkeypatch):
+    """The limit is read when the app's module is imported: 25 megapixels by default; with
+    UNET_MAX_PIXELS=262144 a 512×512 image is read and a 513×512 one refused."""
+    from conftest import write_image
+    from unet_hub.app import webapp
+
+    if "UNET_MAX_PIXELS" not in os.environ:
+        assert webapp.MAX_PIXELS == 25_000_000
+    small, large = SAMPLE / "test" / "00.png", tmp_path / "large.png"
+    write_image(large, np.zeros((513, 512), np.uint8))
     code = (
         "from unet_hub.errors import UNetHubError\n"
-        "try:\n"
-        f"    webapp.read_image({str(image)!r}, max_pixels=webapp.MAX_PIXELS); print('read')\n"
-        "except UNetHubError as e:\n"
-        "    print('refused:', e)"
+        f"for path in ({str(small)!r}, {str(large)!r}):\n"
+        "    try:\n"
+        "        webapp.read_image(path, max_pixels=webapp.MAX_PIXELS); print('read')\n"
+        "    except UNetHubError as e:\n"
+        "        print('refused:', e)"
     )
-    assert _app_setting(code.replace("; ", "\n    "), UNET_MAX_PIXELS="262144") == "read"
-    refused = _app_setting(code.replace("; ", "\n    "), UNET_MAX_PIXELS="262143")
+    read, refused = _app_setting(code, UNET_MAX_PIXELS="262144").splitlines()
+    assert read == "read"
     assert refused.startswith("refused:") and "more than the limit" in refused
 
 
-def test_unet_model_names_the_model_the_app_serves(tmp_path):
+def test_unet_model_names_the_model_the_app_serves(tmp_path, monkeypatch):
+    from unet_hub.app import webapp
     from unet_hub.files import BUNDLED_MODEL
 
     folder = tmp_path / "my-model"
     UNet(base_channels=2).save_pretrained(folder)
-    assert _app_setting("print(webapp.model_source())") == str(BUNDLED_MODEL)
-    assert _app_setting("print(webapp.model_source())", UNET_MODEL=str(folder)) == str(folder)
-    assert _app_setting("print(webapp.model_source())", UNET_MODEL="user/repo") == "user/repo"
-    served = UNet.from_pretrained(
-        _app_setting("print(webapp.model_source())", UNET_MODEL=str(folder))
-    )
-    assert served.config["base_channels"] == 2
+    monkeypatch.delenv("UNET_MODEL", raising=False)
+    assert webapp.model_source() == str(BUNDLED_MODEL)
+    monkeypatch.setenv("UNET_MODEL", "user/repo")
+    assert webapp.model_source() == "user/repo"
+    monkeypatch.setenv("UNET_MODEL", str(folder))
+    assert UNet.from_pretrained(webapp.model_source()).config["base_channels"] == 2
 
 
 def test_minmax_input_scaling_stretches_each_image_to_0_1():
