@@ -125,21 +125,43 @@ def _wait_for_results(page) -> None:
         )
 
 
+def _shown(page, elem: str) -> np.ndarray:
+    """The picture an output shows, fetched from the app as the browser fetched it (RGB)."""
+    data = page.request.get(page.locator(f"{elem} img").first.get_attribute("src")).body()
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if image.ndim == 3 else image
+
+
+def _library_mask(path: Path) -> np.ndarray:
+    model = UNet.from_pretrained(BUNDLED_MODEL)
+    return segment(model, read_image(path)) > model.config["threshold"]
+
+
 def test_browser_upload_segment_and_see_the_result(page, tmp_path):
     from playwright.sync_api import expect
 
-    page.locator("#input-image input[type=file]").set_input_files(str(SAMPLE / "test" / "00.png"))
+    image = SAMPLE / "test" / "00.png"
+    page.locator("#input-image input[type=file]").set_input_files(str(image))
     expect(page.locator("#input-image img").first).to_be_visible(timeout=30_000)
     page.locator("#segment-button").click()
     _wait_for_results(page)
-    shot = tmp_path / "app.png"
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.stat().st_size > 10_000
+    assert np.array_equal(_shown(page, "#mask") > 0, _library_mask(image))
+    shot = tmp_path / "overlay.png"
+    page.locator("#overlay img").first.screenshot(path=str(shot))
+    drawn = cv2.cvtColor(cv2.imread(str(shot)), cv2.COLOR_BGR2RGB).astype(int)
+    # the page really paints the overlay: tinted (non-grey) pixels, over a real picture
+    tinted = np.abs(drawn - drawn.mean(axis=2, keepdims=True)).max(axis=2) > 20
+    assert 0.05 < tinted.mean() < 0.95 and drawn.std() > 20
+    page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
 
 
 def test_browser_example_runs_with_one_click(page, tmp_path):
+    from unet_hub.files import EXAMPLES_DIR
+
     page.locator("[data-testid='dataset-cell-1-0']").click()
     _wait_for_results(page)
+    example = sorted(EXAMPLES_DIR.glob("*.png"))[1]
+    assert np.array_equal(_shown(page, "#mask") > 0, _library_mask(example))
     page.screenshot(path=str(tmp_path / "example.png"), full_page=True)
 
 

@@ -404,3 +404,40 @@ def test_int8_is_an_explicit_opt_in_that_changes_few_pixels(tmp_path, bundled):
     eager = mask_from_probabilities(segment(bundled, image, backend="eager"), threshold)
     int8 = mask_from_probabilities(segment(runner, image), threshold)
     assert (eager != int8).mean() <= 0.005  # measured: 0.1 % (benchmarks/results/bench.md)
+
+
+# -- eager is eager; the trace cache on disk ---------------------------------------------------
+
+
+def test_the_eager_backend_runs_the_pytorch_model_itself(tiny):
+    """What the fast backends are compared with is the model's own forward pass: one
+    call per batch, and the probabilities of ``sigmoid(model(x))``."""
+    image = noise((64, 96), seed=9)
+    forwards = []
+    hook = tiny.register_forward_hook(lambda *_: forwards.append(1))
+    try:
+        eager = segment(tiny, image, backend="eager")
+    finally:
+        hook.remove()
+    assert len(forwards) == 1
+    x = torch.from_numpy(image.astype(np.float32) / 255)[None, None]
+    with torch.inference_mode():
+        direct = torch.sigmoid(tiny(x))[0, 0].numpy()
+    assert max_difference(eager, direct) <= 1e-6
+
+
+@needs_onnx
+def test_a_traced_graph_is_kept_under_unet_hub_cache_and_read_back_from_disk(tiny, monkeypatch):
+    """A new process (nothing in memory) reads the graph traced by an earlier one from
+    ``$UNET_HUB_CACHE`` (set for this module by ``onnx_cache``) instead of tracing it."""
+    from unet_hub.infer import onnx as export
+
+    export.checked_onnx_model(tiny, fp.PROBE_SHAPES)  # traced, unless an earlier test did
+    stored = Path(os.environ["UNET_HUB_CACHE"]) / "onnx" / f"{export._architecture_key(tiny)}.onnx"
+    assert stored.is_file() and stored.stat().st_size > 0
+    traces = []
+    trace = export._trace
+    monkeypatch.setattr(export, "_trace", lambda *a: traces.append(1) or trace(*a))
+    monkeypatch.setattr(export, "_templates", {})  # forgotten in memory, still on disk
+    runner = fp.prepare(sensitive_model(base_channels=4), "onnx")
+    assert traces == [] and runner.backend == "onnx"  # read back, not traced again

@@ -462,6 +462,15 @@ def _corrupt_weights(folder: Path) -> None:
     weights.write_bytes(b"\x00" * 8 + weights.read_bytes()[8:200])
 
 
+#: The file a malicious pickle creates when it is unpickled.
+PWNED = "pwned"
+
+
+def pickle_payload(marker: Path) -> bytes:
+    """A pickle that runs ``touch marker`` (os.system) when it is unpickled."""
+    return b"\x80\x04cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
+
+
 MODEL_CASES = [
     Case(
         "missing model.safetensors",
@@ -486,7 +495,7 @@ MODEL_CASES = [
         "",
         lambda f: [
             (f / "model.safetensors").unlink(),
-            (f / "pytorch_model.bin").write_bytes(b"\x80\x04cos\nsystem\n(S'echo pwned'\ntR."),
+            (f / "pytorch_model.bin").write_bytes(pickle_payload(f.parent / PWNED)),
         ],
         "no model.safetensors",
     ),
@@ -501,6 +510,15 @@ def test_model_folder(case, tmp_path):
     with pytest.raises(ModelLoadError, match=case.error) as info:
         UNet.from_pretrained(folder)
     assert str(folder) in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / PWNED).exists(), "a pickle in the folder was unpickled"
+
+
+def test_the_pickle_payload_would_leave_its_mark_if_unpickled(tmp_path):
+    """The control for the pickle case above: unpickling the payload runs its command."""
+    import pickle
+
+    pickle.loads(pickle_payload(tmp_path / PWNED))  # our own payload: a harmless `touch`
+    assert (tmp_path / PWNED).exists()
 
 
 def test_the_table_is_long_enough():

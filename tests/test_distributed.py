@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import cv2
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_inference import sensitive_model
 
 from conftest import ROOT, SAMPLE
 from support import free_port
@@ -127,7 +129,7 @@ def test_one_process_under_torchrun_ends_its_process_group(tmp_path, data):
 def test_validation_gathered_across_processes_equals_one_process(tmp_path, data):
     """5 images on 2 processes (3 + 2): each scored once, in order, as by one process."""
     model = tmp_path / "model"
-    UNet(base_channels=4).save_pretrained(model)
+    sensitive_model(base_channels=4).save_pretrained(model)  # not a near-constant output
     val = tmp_path / "val"
     shutil.copytree(data, val)
     for n in range(5, 8):
@@ -148,6 +150,8 @@ def test_validation_gathered_across_processes_equals_one_process(tmp_path, data)
         r["name"] for r in one["evaluation"]["per_image"]
     ]
     assert two == one
+    errors = [r["pixel_error"] for r in one["evaluation"]["per_image"]]
+    assert len(set(errors)) > 1, errors  # the images score differently
 
 
 def test_resume_with_another_number_of_processes(tmp_path, data):
@@ -211,3 +215,43 @@ def test_mixed_precision_on_cpu_trains(tmp_path, data, precision):
     )
     assert result.returncode == 0, result.stderr
     assert float(log(tmp_path / "o")[0]["train_loss"]) > 0
+
+
+@pytest.mark.parametrize(
+    "precision, dtype",
+    [
+        ("no", torch.float32),  # the control: without autocast the check sees float32
+        ("bf16", torch.bfloat16),
+        pytest.param(
+            "fp16",
+            torch.float16,
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 needs CUDA"),
+        ),
+    ],
+)
+def test_mixed_precision_really_autocasts_the_convolutions(tmp_path, data, precision, dtype):
+    """In process: every convolution of the training steps computes in ``dtype``."""
+    from unet_hub.train import loop
+    from unet_hub.train.options import TrainConfig
+
+    seen: set[torch.dtype] = set()
+    set_up = loop._set_up
+
+    def hooked(*args):
+        run = set_up(*args)
+        for module in run.net.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.register_forward_hook(
+                    lambda m, i, out: seen.add(out.dtype) if m.training else None
+                )
+        return run
+
+    cfg = TrainConfig.from_options(
+        data=str(data), out=str(tmp_path / "o"), epochs=1, image_size=32, base_channels=2,
+        mixed_precision=precision, device="cuda" if precision == "fp16" else "auto",
+    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop, "_set_up", hooked)
+        result = loop.train(cfg)
+    assert seen == {dtype}
+    assert math.isfinite(result.history[0].train_loss) and result.history[0].train_loss > 0

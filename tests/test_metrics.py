@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from unet_hub.evaluate.evaluator import RAND_THRESHOLDS, Evaluator
 from unet_hub.evaluate.metrics import (
@@ -209,3 +210,83 @@ def test_without_a_sweep_the_thinned_scores_are_at_the_threshold_only():
         f"adapted Rand error {THINNED}",
         f"variation of information {THINNED}",
     ]
+
+
+def corner_touching_cells() -> np.ndarray:
+    """4×4 boolean cell interior: two 2×2 cells that touch only at one corner."""
+    foreground = np.zeros((4, 4), bool)
+    foreground[:2, :2] = foreground[2:, 2:] = True
+    return foreground
+
+
+def test_cells_touching_at_a_corner_are_two_cells():
+    cells = label_cells(corner_touching_cells())
+    assert cells.max() == 2
+    assert len(np.unique(cells[:2, :2])) == 1 and len(np.unique(cells[2:, 2:])) == 1
+    assert cells[0, 0] != cells[3, 3]
+
+
+@pytest.mark.parametrize("scores", ["strict", THINNED])
+def test_corner_touching_cells_score_as_two_cells(scores):
+    """Hand-computed on the 8 scored pixels (truth label 0 is not scored).
+
+    Truth one cell, prediction two of 4 px: ordered pairs of distinct pixels in one
+    segment are 8·7 = 56 in the truth, 2·4·3 = 24 in the prediction, 24 in both, so
+    precision 24/24 = 1, recall 24/56 = 3/7, F = 2·(3/7)/(10/7) = 0.6 and the adapted Rand
+    error 0.4; VI = H(true|pred) + H(pred|true) = 0 + 1 bit. Truth two cells and
+    prediction two cells: 0 and 0. (Labelled 8-connected, the prediction would be one cell:
+    0 and 0 against the merged truth, 0.4 and 1 against the split one.)"""
+    predicted = corner_touching_cells()
+    one_true_cell = predicted.astype(np.int32)
+    two_true_cells = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 2, 2], [0, 0, 2, 2]])
+    suffix = "" if scores == "strict" else "_thinned"
+    split = em_scores(predicted, one_true_cell)
+    assert split[f"rand_error{suffix}"] == pytest.approx(0.4)
+    assert split[f"vi{suffix}"] == pytest.approx(1.0)
+    same = em_scores(predicted, two_true_cells)
+    assert same[f"rand_error{suffix}"] == pytest.approx(0.0, abs=1e-12)
+    assert same[f"vi{suffix}"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_confusion_counts_add_up_over_batches_to_hand_computed_dice_and_iou():
+    """One class, two batches. Batch 1: probabilities 0.9 0.5 0.2 0.7 against 1 1 0 0 at
+    threshold 0.5 (0.5 is not above it): TP 1, FP 1, FN 1. Batch 2: 0.6 0.1 against 1 1:
+    TP 1, FN 1. In all TP 2, FP 1, FN 2: Dice 4/7, IoU 2/5 (not a mean of per-batch scores)."""
+    from unet_hub.evaluate.metrics import ConfusionCounts
+
+    counts = ConfusionCounts(1)
+    counts.update(torch.tensor([0.9, 0.5, 0.2, 0.7]).reshape(1, 1, 2, 2),
+                  torch.tensor([1.0, 1, 0, 0]).reshape(1, 1, 2, 2), 0.5)  # fmt: skip
+    counts.update(torch.tensor([0.6, 0.1]).reshape(1, 1, 1, 2),
+                  torch.tensor([1.0, 1]).reshape(1, 1, 1, 2), 0.5)  # fmt: skip
+    assert (counts.tp.tolist(), counts.fp.tolist(), counts.fn.tolist()) == ([2], [1], [2])
+    assert counts.dice().tolist() == pytest.approx([4 / 7])
+    assert counts.iou().tolist() == pytest.approx([2 / 5])
+
+
+def test_confusion_counts_of_several_classes_and_of_an_absent_class():
+    """Five classes, argmax: predicted 0 1 1 3, true 0 1 2 2, class 4 absent from both.
+    Dice 1, 2/3, 0, 0 and 1 (nothing to find, nothing found); IoU 1, 1/2, 0, 0, 1."""
+    from unet_hub.evaluate.metrics import ConfusionCounts
+
+    predicted = torch.tensor([0, 1, 1, 3])
+    probabilities = torch.nn.functional.one_hot(predicted, 5).T.float().reshape(1, 5, 2, 2)
+    counts = ConfusionCounts(5)
+    counts.update(probabilities, torch.tensor([0, 1, 2, 2]).reshape(1, 2, 2), 0.5)
+    assert counts.tp.tolist() == [1, 1, 0, 0, 0] and counts.fp.tolist() == [0, 1, 0, 1, 0]
+    assert counts.fn.tolist() == [0, 0, 2, 0, 0]
+    assert counts.dice().tolist() == pytest.approx([1, 2 / 3, 0, 0, 1])
+    assert counts.iou().tolist() == pytest.approx([1, 1 / 2, 0, 0, 1])
+    assert counts.tp.dtype == torch.float64  # exact counts beyond 2**24 pixels
+
+
+def test_f_scores_by_hand():
+    tp, fp, fn = np.array([2, 0, 0, 1, 0]), np.array([1, 0, 3, 0, 1]), np.array([2, 0, 0, 0, 0])
+    np.testing.assert_allclose(f_scores(tp, fp, fn), [4 / 7, 1.0, 0.0, 1.0, 0.0])
+
+
+def test_foreground_counts_count_probabilities_above_each_threshold_only():
+    probabilities = np.array([0.2, 0.5, 0.5, 0.8])
+    truth = np.array([False, True, False, True])
+    tp, fp, fn = foreground_counts(probabilities, truth, np.array([0.2, 0.5, 0.8]))
+    assert tp.tolist() == [2, 1, 0] and fp.tolist() == [1, 0, 0] and fn.tolist() == [0, 1, 2]

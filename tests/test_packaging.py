@@ -146,10 +146,13 @@ def test_pickled_weights_are_never_read(saved):
     _, folder = saved
     (folder / "model.safetensors").unlink()
     # A pickle that would run code if it were ever unpickled.
-    (folder / "pytorch_model.bin").write_bytes(b"\x80\x04cos\nsystem\n(S'touch pwned'\ntR.")
+    marker = folder.parent / "pwned"
+    (folder / "pytorch_model.bin").write_bytes(
+        b"\x80\x04cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
+    )
     with pytest.raises(ModelLoadError, match="no model.safetensors"):
         UNet.from_pretrained(folder)
-    assert not Path("pwned").exists()
+    assert not marker.exists()
 
 
 def test_folder_without_config_is_not_a_unet_hub_model(tmp_path):

@@ -1,0 +1,202 @@
+"""Mutation score of the core modules (`make mutation`; too slow for CI).
+
+For each module of ``MODULES``, mutmut (configured under ``[tool.mutmut]`` in
+pyproject.toml) mutates that module only and runs only its fast unit tests, in a copy
+of the project under ``.mutation/<name>/`` so the working tree is never touched. Each
+module has a time cap; the caps keep the whole run bounded on a shared 2-core machine.
+
+    python benchmarks/mutation.py                 # every module
+    python benchmarks/mutation.py metrics masks   # some of them
+    MUTATION_CHILDREN=2 python benchmarks/mutation.py
+
+Writes ``benchmarks/results/mutation.json`` (per module: killed, survived, timed out,
+not checked, and each survivor's diff). The report ``benchmarks/results/mutation.md``
+explains each survivor (equivalent, or killed by a later test) and is written by hand
+from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".mutation"
+RESULTS = Path(os.environ.get("MUTATION_RESULTS", ROOT / "benchmarks/results/mutation.json"))
+
+#: name: (the module mutated, the fast tests that state its behaviour, time cap in s)
+MODULES: dict[str, tuple[str, list[str], int]] = {
+    "metrics": ("unet_hub/evaluate/metrics.py", ["tests/test_metrics.py"], 900),
+    "masks": (
+        "unet_hub/data/masks.py",
+        ["tests/test_data.py", "-k", "mask or soft or class or jpeg or values"],
+        900,
+    ),
+    "tiling": (
+        "unet_hub/infer/tiling.py",
+        ["tests/test_inference.py", "-k", "tile or mirror or ramps or seams or pass or field"],
+        900,
+    ),
+    "weights": (
+        "unet_hub/model/weights.py",
+        ["tests/test_packaging.py", "tests/test_honest_cards.py", "-k",
+         "not card and not named and not placeholders and not path"],
+        600,
+    ),
+    "config": (
+        "unet_hub/model/config.py",
+        ["tests/test_packaging.py", "tests/test_model.py", "tests/test_mask_values.py", "-k",
+         "config or default or values or override"],
+        900,
+    ),
+    "run_folder": (
+        "unet_hub/train/run_folder.py",
+        ["tests/test_best_model.py", "-k", "record"],
+        300,
+    ),
+}  # fmt: skip
+
+
+def mutmut(work: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("mutmut")
+    env = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run(
+        [str(exe), *args], cwd=work, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def prepare(name: str, module: str, tests: list[str]) -> Path:
+    """A copy of the tracked project with ``[tool.mutmut]`` narrowed to ``module``."""
+    work = WORK / os.environ.get("MUTATION_TAG", "") / name
+    shutil.rmtree(work, ignore_errors=True)
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    for file in files:
+        source = ROOT / file
+        if source.is_file():
+            (work / file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, work / file)
+    pyproject = work / "pyproject.toml"
+    text = pyproject.read_text()
+    selection = json.dumps(tests)
+    text = text.replace(
+        "[tool.mutmut]\n",
+        f'[tool.mutmut]\nonly_mutate = ["{module}"]\n'
+        f"pytest_add_cli_args_test_selection = {selection}\n",
+    )
+    pyproject.write_text(text)
+    tomllib.loads(text)  # still valid
+    return work
+
+
+def survivors(work: Path) -> list[dict[str, str]]:
+    """Each mutant mutmut did not kill, with its status and diff."""
+    listed = mutmut(work, "results").stdout
+    found = []
+    for line in listed.splitlines():
+        match = re.match(r"\s*(\S+): (.+)$", line)
+        if not match:
+            continue
+        mutant, status = match.groups()
+        # a mutant no selected test reaches needs no diff to explain (and `show` is slow)
+        diff = "" if status == "no tests" else mutmut(work, "show", mutant).stdout
+        found.append({"mutant": mutant, "status": status, "diff": diff})
+    return found
+
+
+def run_module(name: str) -> dict:
+    module, tests, cap = MODULES[name]
+    work = prepare(name, module, tests)
+    children = os.environ.get("MUTATION_CHILDREN", "2")
+    started = time.monotonic()
+    try:
+        run = mutmut(work, "run", "--max-children", children, timeout=cap)
+        finished, output = True, run.stdout + run.stderr
+    except subprocess.TimeoutExpired as e:
+        finished = False
+        output = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else ""
+    seconds = time.monotonic() - started
+    mutmut(work, "export-cicd-stats")
+    stats_file = work / "mutants" / "mutmut-cicd-stats.json"
+    stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+    return {
+        "module": module,
+        "tests": tests,
+        "finished": finished,
+        "seconds": round(seconds),
+        "stats": stats,
+        "not_killed": survivors(work),
+        "log_tail": output[-2000:],
+    }
+
+
+def changed_lines(diff: str) -> str:
+    """The mutant's change in one line: ``- old`` → ``+ new``."""
+    lines = [
+        line.strip() for line in diff.splitlines()
+        if line.startswith(("-", "+")) and not line.startswith(("---", "+++"))
+    ]  # fmt: skip
+    return " → ".join(f"`{line}`" for line in lines)
+
+
+def report(results: dict, reasons: dict[str, str]) -> str:
+    """The markdown table of ``results`` and every survivor with its explanation
+    (``reasons``: mutant name → why it is equivalent or what kills it)."""
+    rows = ["| module | tests | killed | survived | reached by no test | equivalent "
+            "| score (non-equivalent) | time |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    survivors_md = []
+    for r in results.values():
+        st = r["stats"]
+        equivalent = [
+            m for m in r["not_killed"] if reasons.get(m["mutant"], "").startswith("equivalent")
+        ]
+        killed, total = st.get("killed", 0), st.get("total", 0)
+        score = killed / max(total - len(equivalent), 1)
+        done = "" if r["finished"] else " (stopped by its time cap)"
+        rows.append(
+            f"| `{r['module']}` | `{' '.join(r['tests'])}` | {killed} | "
+            f"{st.get('survived', 0) + st.get('timeout', 0)} | {st.get('no_tests', 0)} | "
+            f"{len(equivalent)} | "
+            f"{score:.1%} | {r['seconds']} s{done} |"
+        )
+        survivors_md.append(f"\n### `{r['module']}`\n")
+        untested: dict[str, int] = {}
+        for m in r["not_killed"]:
+            short = m["mutant"].split(".")[-1].replace("\u01c1", ".")
+            if m["status"] == "no tests":
+                function = short.split("__mutmut_")[0]
+                untested[function] = untested.get(function, 0) + 1
+                continue
+            why = reasons.get(m["mutant"], "not killed: a gap in the tests")
+            survivors_md.append(f"- `{short}` ({m['status']}): {changed_lines(m['diff'])} — {why}")
+        if untested:
+            listed = ", ".join(f"`{f}` ({n})" for f, n in sorted(untested.items()))
+            survivors_md.append(
+                f"- reached by none of the selected tests (mutants per function): {listed}"
+            )
+    return "\n".join(rows) + "\n" + "\n".join(survivors_md) + "\n"
+
+
+def main(names: list[str]) -> None:
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for name in names or list(MODULES):
+        print(f"mutation: {name} ...", flush=True)
+        results[name] = run_module(name)
+        stats = results[name]["stats"]
+        print(f"mutation: {name}: {json.dumps(stats)} in {results[name]['seconds']} s", flush=True)
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
