@@ -41,7 +41,7 @@ PROMISES: list[tuple[str, str | None]] = [
         "test_readme_promises.py::test_the_app_limits_uploads_to_50_mb",
     ),
     (
-        "25 megapixels (`UNET_MAX_PIXELS`)",
+        "8 megapixels (`UNET_MAX_PIXELS`)",
         "test_readme_promises.py::test_unet_max_pixels_sets_the_apps_pixel_limit",
     ),
     (
@@ -110,10 +110,10 @@ def test_the_app_limits_uploads_to_50_mb():
     """The limit Gradio enforces is the one launch() passes: 50 MB, parsed as Gradio does."""
     from gradio.utils import _parse_file_size
 
-    from unet_hub.app import webapp
+    from unet_hub.app import server
 
-    assert _parse_file_size(webapp.MAX_FILE_SIZE) == 50 * 1024 * 1024
-    assert "max_file_size=MAX_FILE_SIZE" in Path(webapp.__file__).read_text()
+    assert _parse_file_size(server.MAX_FILE_SIZE) == 50 * 1024 * 1024
+    assert "max_file_size=MAX_FILE_SIZE" in Path(server.__file__).read_text()
 
 
 def _app_setting(code: str, **env: str) -> str:
@@ -127,20 +127,21 @@ def _app_setting(code: str, **env: str) -> str:
 
 
 def test_unet_max_pixels_sets_the_apps_pixel_limit(tmp_path, monkeypatch):
-    """The limit is read when the app's module is imported: 25 megapixels by default; with
+    """The app's settings read the limit: 8 megapixels by default; with
     UNET_MAX_PIXELS=262144 a 512×512 image is read and a 513×512 one refused."""
     from conftest import write_image
-    from unet_hub.app import webapp
+    from unet_hub.limits import APP_MAX_PIXELS
 
-    if "UNET_MAX_PIXELS" not in os.environ:
-        assert webapp.MAX_PIXELS == 25_000_000
+    assert APP_MAX_PIXELS == 8_000_000
     small, large = SAMPLE / "test" / "00.png", tmp_path / "large.png"
     write_image(large, np.zeros((513, 512), np.uint8))
     code = (
         "from unet_hub.errors import UNetHubError\n"
+        "from unet_hub.app.settings import AppSettings\n"
+        "limit = AppSettings.from_env().max_pixels\n"
         f"for path in ({str(small)!r}, {str(large)!r}):\n"
         "    try:\n"
-        "        webapp.read_image(path, max_pixels=webapp.MAX_PIXELS); print('read')\n"
+        "        webapp.read_image(path, max_pixels=limit); print('read')\n"
         "    except UNetHubError as e:\n"
         "        print('refused:', e)"
     )

@@ -201,7 +201,7 @@ def test_description_gives_the_bundled_models_figures_without_a_machine_path() -
 
     text = description_html(UNet.from_pretrained(BUNDLED_MODEL), BUNDLED_MODEL)
     assert "the bundled ISBI 2012 model" in text and "Dice" in text
-    assert "isbi2012/train" in text and "../" not in text and "shared" not in text
+    assert "ISBI 2012 EM" in text and "../" not in text and "shared" not in text
 
 
 @pytest.mark.parametrize("scaling", ["zscore", "percentile"])

@@ -42,10 +42,10 @@ class EpochStats:
     lr: float
     seconds: float
     best: bool = False
-    val_rand_error_thinned: float | None = None  # logged since --select-by rand-thinned
     val_foreground: float | None = None  # fraction of validation pixels predicted foreground
     mask_foreground: float | None = None  # fraction of validation mask pixels that are
     warning: str | None = None  # training and validation disagree (unet_hub.train.diagnose)
+    val_rand_error_thinned: float | None = None  # logged since --select-by rand-thinned
 
 
 @dataclass
