@@ -221,12 +221,14 @@ def test_cli(tmp_path, model_dir):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    written = dict(line.split(" -> ") for line in result.stdout.splitlines() if " -> " in line)
     for case, path in zip(IMAGE_CASES, paths, strict=True):
         if case.error:
             [line] = [e for e in errors if f"error: {path}:" in e]
             assert re.search(case.error, line), (case.name, line)
         else:
-            mask = cv2.imread(str(out / f"{path.stem}.png"), cv2.IMREAD_UNCHANGED)
+            # where predict says it wrote the mask: names may collide (x_png, x_bmp)
+            mask = cv2.imread(written[str(path)], cv2.IMREAD_UNCHANGED)
             assert mask is not None and mask.shape == read_image(path).shape[:2], case.name
 
 
