@@ -218,6 +218,11 @@ def test_the_objects_default_to_what_the_model_recommends(model_dir, tmp_path):
     assert "objects per image by watershed, min size 5 px)" in by_default.stdout
     overridden = _cli("evaluate", str(folder), *data, "--no-watershed", "--min-size", "0")
     assert overridden.returncode == 0, overridden.stderr
-    assert "objects" not in overridden.stdout  # neither option asks for objects
+    assert "objects" not in overridden.stdout  # both post-processings turned off
+    unasked = _cli("evaluate", str(folder), *data)  # evaluate scores what the model recommends
+    assert "objects per image by watershed, min size 5 px)" in unasked.stdout
+    plain = UNet.from_pretrained(model_dir)
+    assert (plain.config.watershed, plain.config.min_size) == (False, 0)
+    assert "objects" not in _cli("evaluate", str(model_dir), *data).stdout
     components = _cli("evaluate", str(folder), *data, "--instances", "--no-watershed")
     assert "objects per image by connected components, min size 5 px)" in components.stdout

@@ -201,7 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="resize images and masks to this square size first, as train's --image-size",
     )
-    _add_instance_options(evaluate, "also score the objects (one-class models): Rand and VI")
+    _add_instance_options(
+        evaluate,
+        "also score the objects (one-class models): Rand and VI (default: when the model "
+        "recommends a watershed or a minimum object size)",
+    )
     _add_max_pixels_option(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
@@ -339,16 +343,26 @@ def _add_instance_options(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def _instance_options(args: argparse.Namespace, config: UNetConfig) -> InstanceOptions | None:
+def _instance_options(
+    args: argparse.Namespace, config: UNetConfig, by_default: bool = False
+) -> InstanceOptions | None:
     """The object options of a command line, defaulting to what the model recommends;
-    None without --instances (or an option that implies it)."""
+    None without --instances (or an option that implies it), unless ``by_default``."""
     from unet_hub.infer.instances import InstanceOptions
 
-    if not (args.instances or args.watershed or (args.min_size or 0) > 0):
+    asked = args.instances or args.watershed or (args.min_size or 0) > 0
+    if not (asked or by_default):
         return None
     watershed = config.watershed if args.watershed is None else args.watershed
     min_size = config.min_size if args.min_size is None else args.min_size
+    if not asked and not (watershed or min_size > 0):
+        return None  # the recommended post-processing was turned off: plain scores only
     return InstanceOptions(watershed=watershed, min_size=min_size)
+
+
+def _recommends_objects(config: UNetConfig) -> bool:
+    """Whether a one-class model's config recommends splitting or cleaning its objects."""
+    return config.n_classes == 1 and (config.watershed or config.min_size > 0)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -417,7 +431,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             tta=args.tta,
             max_pixels=args.max_pixels,
-            instances=_instance_options(args, model.config),
+            # a model that recommends object post-processing is scored with it too,
+            # so evaluate prints the figures its card gives
+            instances=_instance_options(args, model.config, _recommends_objects(model.config)),
         )
     print(evaluation.table())
     if args.out is not None:
