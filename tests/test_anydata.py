@@ -185,6 +185,19 @@ def test_auto_recipe_reads_the_mixed_data(mixed: Path) -> None:
     assert "bit depths differ" in choice.summary() and "darker in others" in choice.summary()
 
 
+def test_auto_epochs_grow_with_the_validation_set(mixed: Path) -> None:
+    """Validation runs after every epoch: with many validation pixels, an epoch takes
+    more steps, so validating stays a small part of the budget."""
+    profile = profile_data(find_pairs(mixed), n_classes=1)
+    batch = choose(profile, {}).options["batch_size"]
+    few = choose(profile, {}).options["samples_per_epoch"]
+    assert few == max(profile.n_train, 16 * batch)  # a small validation set: 16 steps
+    profile.val_megapixels = 20.0
+    chosen = choose(profile, {})
+    assert chosen.options["samples_per_epoch"] == 200 * batch  # 10 steps per megapixel
+    assert "200 steps per epoch, so that validating 20.0 megapixels" in chosen.summary()
+
+
 def _log(out: Path) -> list[dict[str, str]]:
     with (out / LOG_NAME).open(newline="") as f:
         return list(csv.DictReader(f))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import platform
 import re
 import subprocess
 import sys
@@ -90,6 +91,10 @@ def test_a_trained_card_names_the_data_set_not_its_folder(named_run):
     training = meta["unet_hub"]["training"]
     assert training["data"] == "Tiny EM (3 images)"
     assert training["command"].startswith("train.py --data DATA --out OUT")
+    # the hardware, so the exact recipe can be reproduced: here a CPU run of this torch
+    assert training["hardware"].startswith(f"CPU ({platform.machine()}, ")
+    assert training["hardware"].endswith(f"threads), torch {torch.__version__.split('+')[0]}")
+    assert f"- hardware: {training['hardware']}" in card
 
 
 def test_without_a_name_the_data_folders_own_name_is_used(tmp_path):
