@@ -246,6 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Hub token with write access (default: HF_TOKEN, else the `hf auth login` one)",
     )
     push.set_defaults(handler=_push)
+    _add_fetch_command(sub, fmt)
+    from unet_hub.space.cli import add_space_command
+
+    add_space_command(sub, fmt)  # unet-hub space build|push (unet_hub/space/cli.py)
+    return parser
+
+
+def _add_fetch_command(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
     from unet_hub.data.fetch import DATASETS, RETRIES
 
     fetch = sub.add_parser(
@@ -268,10 +276,6 @@ def build_parser() -> argparse.ArgumentParser:
         "each time",
     )
     fetch.set_defaults(handler=_fetch_data)
-    from unet_hub.space.cli import add_space_command
-
-    add_space_command(sub, fmt)  # unet-hub space build|push (unet_hub/space/cli.py)
-    return parser
 
 
 def _given_train_options(args: argparse.Namespace) -> dict[str, Any]:
