@@ -448,6 +448,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from unet_hub.data.pairs import find_pairs, select_stems
     from unet_hub.evaluate.evaluator import evaluate_pairs
+    from unet_hub.evaluate.seen import seen_note
     from unet_hub.infer.segment import resolve_device
     from unet_hub.model.unet import UNet
 
@@ -469,6 +470,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             instances=_instance_options(args, model.config, _recommends_objects(model.config)),
         )
     print(evaluation.table())
+    note = seen_note(args.model, [image for image, _ in pairs])
+    if note:
+        print(note)
     if args.out is not None:
         print(f"metrics: {evaluation.write_json(args.out)}")
     return 0
