@@ -101,7 +101,8 @@ GRAY = np.full((512, 512), 128, np.uint8)
 BAD_FILES = {
     "HTTP 404": ("train/image/12.png", Fault(status=404), "HTTP 404"),
     "an HTML page": ("train/label/3.png", Fault(body=b"<html>rate limited</html>"), "not a PNG"),
-    "a truncated PNG": ("test/4.png", None, "damaged PNG"),
+    "a truncated PNG": ("test/4.png", "truncated", "damaged PNG"),
+    "a connection cut mid-file": ("train/image/5.png", "cut", "cannot download"),
     "a grey mask": ("train/label/0.png", Fault(body=png(GRAY)), "values other than 0 and 255"),
     "a colour image": ("train/image/2.png", Fault(body=png(np.dstack([GRAY] * 3))), "mode RGB"),
     "a smaller image": ("test/0.png", Fault(body=png(GRAY[:256, :256])), "256×256"),
@@ -115,11 +116,12 @@ def test_a_bad_file_is_one_error_line_naming_it_and_nothing_half_written(
     monkeypatch: pytest.MonkeyPatch,
     capsys,
     remote: str,
-    fault: Fault | None,
+    fault: Fault | str,
     problem: str,
 ) -> None:
-    if fault is None:  # the real file, cut short
-        fault = Fault(body=(mirror.root / remote).read_bytes()[:5000])
+    if isinstance(fault, str):  # the real file, cut short: as sent, or announced whole
+        whole = (mirror.root / remote).read_bytes()
+        fault = Fault(body=whole[:5000], length=len(whole) if fault == "cut" else None)
     mirror.state.faults[remote] = fault
     monkeypatch.setenv(DATA_URL_VAR, mirror.url)
     out = tmp_path / "isbi2012"

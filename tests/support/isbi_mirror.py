@@ -44,11 +44,13 @@ def build_mirror(root: Path) -> Path:
 @dataclass
 class Fault:
     """What the mirror answers for one path instead of the file: an HTTP status, or other
-    bytes; ``times`` answers (then the file again), None for every request."""
+    bytes (announced as ``length`` bytes: more cuts the connection mid-file); ``times``
+    answers (then the file again), None for every request."""
 
     status: int = 200
     body: bytes | None = None
     times: int | None = None
+    length: int | None = None
 
 
 @dataclass
@@ -71,7 +73,8 @@ class _Handler(SimpleHTTPRequestHandler):
                 self.send_error(fault.status)
             else:
                 self.send_response(fault.status)
-                self.send_header("Content-Length", str(len(fault.body)))
+                length = len(fault.body) if fault.length is None else fault.length
+                self.send_header("Content-Length", str(length))
                 self.end_headers()
                 self.wfile.write(fault.body)
             return

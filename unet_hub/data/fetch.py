@@ -160,13 +160,10 @@ class FetchReport:
             f"{self.dataset.title} in {self.folder}: {self.downloaded + self.kept} files "
             f"({self.downloaded} downloaded, {self.kept} already there)"
         )
-        return (
-            head
-            + "\n"
-            + self.dataset.summary.format(
-                folder=self.folder.as_posix(), attribution=DATA_ATTRIBUTION_NAME
-            )
+        layout = self.dataset.summary.format(
+            folder=self.folder.as_posix(), attribution=DATA_ATTRIBUTION_NAME
         )
+        return f"{head}\n{layout}"
 
 
 def fetch_dataset(
@@ -186,25 +183,27 @@ def fetch_dataset(
     base = (os.environ.get(DATA_URL_VAR) or dataset.base_url).rstrip("/")
     _remove_leftovers(folder, dataset)
     downloaded = kept = 0
-    bar = tqdm(
+    hints = _hints(dataset, base)
+    # The bar closes before an error is shown (off when stderr is not a terminal).
+    with tqdm(
         dataset.files,
         desc=f"fetching {name}",
         unit="file",
         disable=None if progress else True,
         file=sys.stderr,
-    )
-    for file in bar:
-        target = folder / file.local
-        if _is_complete(target, file, dataset):
-            kept += 1
-            continue
-        url = f"{base}/{file.remote}"
-        data = _download(url, retries, _hints(dataset, base))
-        problem = file_problem(data, file.mask, dataset.size)
-        if problem:
-            raise DownloadError(f"{url} (for {target}): {problem}; it was not kept")
-        _write_atomically(target, data)
-        downloaded += 1
+    ) as bar:
+        for file in bar:
+            target = folder / file.local
+            if _is_complete(target, file, dataset):
+                kept += 1
+                continue
+            url = f"{base}/{file.remote}"
+            data = _download(url, retries, hints)
+            problem = file_problem(data, file.mask, dataset.size)
+            if problem:
+                raise DownloadError(f"{url} (for {target}): {problem}; it was not kept")
+            _write_atomically(target, data)
+            downloaded += 1
     attribution = dataset.attribution.format(
         base_url=base, repo=dataset.repo, commit=dataset.commit
     )
