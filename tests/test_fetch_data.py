@@ -89,6 +89,7 @@ def test_fetch_lays_out_the_set_checks_it_loads_and_a_rerun_downloads_only_what_
     # A re-run asks only for what is missing or damaged.
     (out / "train/masks/05.png").unlink()
     (out / "test/images/12.png").write_bytes(b"half a file")
+    (out / "train/masks/.05.png.x1y2.part").write_bytes(b"left by a killed fetch")
     mirror.state.requests.clear()
     monkeypatch.setenv(DATA_URL_VAR, mirror.url)
     assert main(["fetch-data", "isbi2012", str(out)]) == 0
