@@ -76,6 +76,29 @@ PROMISES: list[tuple[str, str | None]] = [
     ),
     # the bundled model
     ("| Dice (cell interior) | 0.9520 | 0.9480 | — |", None),
+    (
+        "its scores on them are not a hold-out, and the command says so below its table",
+        "test_evaluate.py::test_evaluating_the_bundled_model_on_its_training_slices_says_so",
+    ),
+    # the ISBI 2012 download
+    (
+        "Each file is checked before it is kept (a 512×512 8-bit grayscale PNG; labels hold "
+        "only 0 and 255)",
+        "test_fetch_data.py::test_a_bad_file_is_one_error_line_naming_it_and_nothing_half_written",
+    ),
+    (
+        "an interrupted download leaves no half file",
+        "test_fetch_data.py::test_a_bad_file_is_one_error_line_naming_it_and_nothing_half_written",
+    ),
+    (
+        "running the command again fetches only what is missing",
+        "test_fetch_data.py::"
+        "test_fetch_lays_out_the_set_checks_it_loads_and_a_rerun_downloads_only_what_is_missing",
+    ),
+    (
+        "A failed download stops with one line naming the URL or file and what is wrong",
+        "test_fetch_data.py::test_no_network_is_one_line_naming_the_url_and_what_to_do",
+    ),
 ]
 
 README = " ".join((ROOT / "README.md").read_text().split())
