@@ -173,3 +173,23 @@ def test_a_model_of_another_width_is_refused_naming_the_layer(tmp_path):
     assert result.stderr.startswith("error: --init-from ")
     assert "layer inc.0.weight is (16, 1, 3, 3) there but (8, 1, 3, 3) here" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_no_committed_file_a_user_reads_names_a_path_of_this_machine():
+    """README, cards, examples' notes and the committed benchmark results are read by
+    users (and results are written by scripts that once recorded absolute paths)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "README.md", "model_card.md", "examples", "unet_hub/pretrained",
+         "benchmarks/results"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    read = [f for f in listed if f.endswith((".md", ".json"))]
+    assert "benchmarks/results/equal_budget.md" in read and "README.md" in read
+    # `~/.cache/...` is every user's default, not this machine's path
+    machine = re.compile(r"(?:^|[\s'\"(=`])(?:/(?:work|tmp|home|root|mnt)\b|\.\./shared)")
+    offending = {
+        name: match.group(0)
+        for name in read
+        if (match := machine.search((ROOT / name).read_text(encoding="utf-8")))
+    }
+    assert not offending
