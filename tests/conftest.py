@@ -86,6 +86,41 @@ def running_app(log: Path, model: Path | None = None) -> Iterator[str]:
         process.wait(timeout=30)
 
 
+@contextlib.contextmanager
+def serving_in_process(blocks, settings=None) -> Iterator[str]:
+    """``blocks`` served in this process as ``python app.py`` serves it (the same ASGI app
+    behind the security middleware, on uvicorn, on a free port): for tests that need the
+    app on a model of their own without starting a second Python; yields its URL."""
+    import threading
+
+    import uvicorn
+
+    from unet_hub.app.server import server_app
+    from unet_hub.app.settings import AppSettings
+
+    settings = settings or AppSettings.from_env()
+    port = free_port()
+    config = uvicorn.Config(
+        server_app(blocks, settings, []), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail(f"the in-process app did not start on port {port}")
+        time.sleep(0.05)  # polling interval while waiting on the condition above
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        # force: a gradio_client keeps a heartbeat stream open that a graceful shutdown
+        # would wait on; the app's own shutdown (the lifespan) still runs
+        server.should_exit = server.force_exit = True
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the in-process app did not stop"
+
+
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     """``python app.py`` on a free port, offline, serving the bundled model."""
