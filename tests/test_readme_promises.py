@@ -67,9 +67,18 @@ PROMISES: list[tuple[str, str | None]] = [
         "test_best_model.py::test_the_saved_best_model_is_the_best_middle_epoch",
     ),
     # Hub and CLI
-    ("`unet-hub predict user/unet-isbi image.png --out masks/ [--revision REV]`", None),
-    ("the message gives the `unet-hub push` command to retry", None),
-    ("(`--private` applies only then)", None),
+    (
+        "`unet-hub predict user/unet-isbi image.png --out masks/ [--revision REV]`",
+        "test_hub_roundtrip.py::test_predict_with_a_revision_uses_that_revision",
+    ),
+    (
+        "the message gives the `unet-hub push` command to retry",
+        "test_hub_roundtrip.py::test_a_failed_push_after_training_gives_the_command_to_retry",
+    ),
+    (
+        "(`--private` applies only then)",
+        "test_hub_roundtrip.py::test_private_applies_only_when_the_push_creates_the_repo",
+    ),
     (
         "a `.bin`/`.pth`/`.pt` file in a model folder or repo is ignored, never unpickled",
         "test_readme_promises.py::test_a_bin_beside_model_safetensors_is_ignored_and_never_unpickled",
