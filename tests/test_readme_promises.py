@@ -173,6 +173,7 @@ def test_the_apps_mask_of_a_multi_class_model_holds_class_ids(tmp_path):
     with serving_in_process(build_app(model, str(folder))) as url:
         client = Client(url, verbose=False, download_files=str(tmp_path / "dl"))
         mask_path = client.predict(handle_file(str(image)), 0.5, api_name="/segment")
+        client.close()
     mask = cv2.imread(mask_path, cv2.IMREAD_UNCHANGED)
     assert mask.shape == expected.shape and mask.dtype == np.uint8
     assert set(np.unique(mask)) == {0, 1, 2}
