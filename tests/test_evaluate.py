@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
+from support.cli_batch import Ran
+from support.in_process import cli_here
 from unet_hub import UNet
 from unet_hub.data.pairs import find_pairs, parse_stems, select_stems
 from unet_hub.errors import DataError
@@ -34,14 +34,9 @@ def tiny_model(tmp_path_factory) -> tuple[Path, Path]:
     return out, data
 
 
-def evaluate_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "unet_hub.cli", "evaluate", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def evaluate_cli(*args: str) -> Ran:
+    """``unet-hub evaluate ARGS``, run in this process (support.in_process)."""
+    return cli_here("evaluate", *args)
 
 
 def test_evaluate_prints_a_table_and_writes_json(tiny_model, tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import platform
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -16,6 +15,8 @@ import yaml
 from safetensors.torch import load_file
 
 from conftest import ROOT, SAMPLE
+from support.cli_batch import Ran
+from support.in_process import train_here
 from unet_hub import UNet
 from unet_hub.app.webapp import describe_model
 from unet_hub.cli import recorded_command
@@ -26,10 +27,10 @@ from unet_hub.hub.cards import card_eval_dataset, card_metrics, load_model_card
 MACHINE_PATH = re.compile(r"(?:^|[\s'\"(=`])(?:/(?:work|tmp|home|root|usr|mnt)\b|~/|\.\./)")
 
 
-def train_py(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
+def train_py(*args: str) -> Ran:
+    """``python train.py ARGS``, run in this process (support.in_process: the same
+    ``sys.argv``, so the card records the same command; no Python and torch start-up)."""
+    return train_here(*args)
 
 
 def card_yaml(folder: Path) -> dict:
@@ -111,7 +112,7 @@ def test_without_a_name_the_data_folders_own_name_is_used(tmp_path):
 # -- --init-from -------------------------------------------------------------------------
 
 
-def fine_tune(out: Path, *more: str) -> subprocess.CompletedProcess:
+def fine_tune(out: Path, *more: str) -> Ran:
     return train_py(
         *("--data", str(SAMPLE / "train"), "--out", str(out), "--epochs", "1"),
         *("--image-size", "64", "--base-channels", "16", "--val-fraction", "0.25"),

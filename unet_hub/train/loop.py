@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import platform
+import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -515,10 +516,12 @@ def _push(out: Path, cfg: TrainConfig) -> CommitInfo:
     try:
         return push_model_folder(out, repo, private=private)
     except UNetHubError as e:
-        flag = " --private" if private else ""
+        # quoted, so that the command runs as copied even when the folder has spaces
+        command = shlex.join(
+            ["unet-hub", "push", str(out), repo, *(["--private"] if private else [])]
+        )
         raise HubError(
-            f"{e} (the model is saved in {out}/; push it later with "
-            f"`unet-hub push {out} {repo}{flag}`)"
+            f"{e} (the model is saved in {out}/; push it later with `{command}`)"
         ) from None
 
 
