@@ -100,6 +100,11 @@ PROMISES: list[tuple[str, str | None]] = [
         "its scores on them are not a hold-out, and the command says so below its table",
         "test_evaluate.py::test_evaluating_the_bundled_model_on_its_training_slices_says_so",
     ),
+    # training on mixed data
+    (
+        "| `--recipe auto` | 10.0 | **0.917** |",
+        "test_readme_promises.py::test_the_mixed_data_figures_are_those_of_the_committed_benchmark",
+    ),
     # the ISBI 2012 download
     (
         "Each file is checked before it is kept (a 512×512 8-bit grayscale PNG; labels hold "
@@ -414,3 +419,22 @@ def test_the_bundled_models_figures_recomputed_on_slices_25_29(tmp_path, capsys)
         for column, figure in zip(columns, figures, strict=True):
             if figure != "—":
                 assert figure == f"{column[fields[row]]:.4f}", row
+
+
+def test_the_mixed_data_figures_are_those_of_the_committed_benchmark():
+    """The README's table of recipes on mixed data is ``benchmarks/results/mixed_nuclei.json``
+    (minutes to 0.1, Dice to 3 places), baselines included."""
+    result = json.loads((ROOT / "benchmarks/results/mixed_nuclei.json").read_text())
+    rows = {r["recipe"]: r for r in result["rows"]}
+    assert {"auto", "defaults", "paper"} <= set(rows)
+    assert rows["defaults"]["warnings"] > 0  # "the warning fired"
+    for label, name in (
+        ("`--recipe auto`", "auto"),
+        ("the paper recipe, same budget", "paper"),
+        ("the defaults (seed recipe), same budget; the warning fired", "defaults"),
+    ):
+        dice = f"{rows[name]['dice']:.3f}"
+        dice = f"**{dice}**" if name == "auto" else dice
+        assert f"| {label} | {rows[name]['minutes']:.1f} | {dice} |" in README, label
+    otsu = f"{result['baselines']['otsu_best_polarity']:.3f}"
+    assert f"whichever polarity fits its mask | — | {otsu} |" in README
