@@ -49,6 +49,20 @@ TINY = [
 ]  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_interrupts():
+    """Ctrl-C raises KeyboardInterrupt here and in the trainings these tests start, as in
+    a terminal, even when the suite runs as a background job (which starts with SIGINT
+    ignored, and Python then leaves it ignored)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def _sigint_by_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # the child's Python then installs its own
+
+
 def train_py(*args: str, env: dict | None = None, timeout: float = 300):
     return subprocess.run(
         [sys.executable, "train.py", *args],
@@ -170,6 +184,7 @@ def test_ctrl_c_saves_the_model_and_says_how_to_resume(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_sigint_by_default,
     )
     deadline = time.monotonic() + 240
     while not (out / CHECKPOINT_NAME).exists():  # wait for a complete epoch
