@@ -37,7 +37,7 @@ MODULES: dict[str, tuple[str, list[str], int]] = {
     "metrics": ("unet_hub/evaluate/metrics.py", ["tests/test_metrics.py"], 900),
     "masks": (
         "unet_hub/data/masks.py",
-        ["tests/test_data.py", "-k", "mask or soft or class or jpeg or values"],
+        ["tests/test_data.py"],
         900,
     ),
     "tiling": (
@@ -48,7 +48,7 @@ MODULES: dict[str, tuple[str, list[str], int]] = {
     "weights": (
         "unet_hub/model/weights.py",
         ["tests/test_packaging.py", "tests/test_honest_cards.py", "-k",
-         "not card and not named and not placeholders and not path"],
+         "transfer or not honest_cards"],
         600,
     ),
     "config": (

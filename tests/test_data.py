@@ -18,6 +18,7 @@ from unet_hub.data.masks import (
     MaskWarning,
     mask_to_target,
     prepare_mask,
+    read_mask,
 )
 from unet_hub.data.pairs import LAYOUTS, find_pairs, split_validation
 from unet_hub.errors import DataError, ImageReadError
@@ -332,3 +333,215 @@ def test_the_data_set_applies_the_pixel_limit(tmp_path):
     assert isinstance(info.value, ImageReadError)
     assert len(SegmentationDataset(pairs, max_pixels=600)) == 1
     assert len(SegmentationDataset(pairs, max_pixels=None)) == 1
+
+
+# -- the policy's messages: each names the file, the problem and what to do -------------
+
+
+@pytest.mark.parametrize(
+    "mask, n_classes, message",
+    [
+        (
+            np.zeros((0, 4), np.uint8),
+            1,
+            "m.png: the mask is empty",
+        ),
+        (
+            np.array([[0.0, np.nan]], np.float32),
+            1,
+            "m.png: the mask holds NaN or infinite values; clean it first",
+        ),
+        (
+            np.array([[0.0, 0.5, 2.0]], np.float32),
+            1,
+            "m.png: a float mask must hold values in [0, 1] (0 = background, 1 = foreground), "
+            "not 0 to 2; save it as an 8-bit PNG of 0 and 255",
+        ),
+        (
+            np.array([[0.0, 1.5]], np.float32),
+            1,
+            "m.png: a float mask must hold values in [0, 1] (0 = background, 1 = foreground), "
+            "not 0 to 1.5; save it as an 8-bit PNG of 0 and 255",
+        ),
+        (
+            np.array([[0, 1, 2, 3, 4, 5]], np.uint8),
+            1,
+            "m.png: the mask holds the values 0, 1, 2, 3, 4, 5, which look like class ids, but "
+            "the model has one class; for 6 classes pass --n-classes 6 (n_classes=6 in "
+            "Python), or save the mask with only 0 (background) and 255 (foreground)",
+        ),
+        (
+            np.array([[0, 1, 2, 3, 4, 5, 6]], np.uint8),
+            1,
+            "m.png: the mask holds the values 0, 1, 2, 3, 4, 5, ... (7 values), which look "
+            "like class ids, but the model has one class; for 7 classes pass --n-classes 7 "
+            "(n_classes=7 in Python), or save the mask with only 0 (background) and 255 "
+            "(foreground)",
+        ),
+        (
+            _soft(60),
+            1,
+            "m.png: not a two-valued mask: 6.0% of its pixels are neither 0 nor 255 (values "
+            "0, 128, 255); for one class save the mask with only 0 (background) and 255 "
+            "(foreground); if its values are class ids, pass --n-classes with their number",
+        ),
+        (
+            np.array([[0.0, 1.5]], np.float32),
+            3,
+            "m.png: class ids must be whole numbers from 0 to 2, but the mask holds values "
+            "from 0 to 1.5; save it as an 8-bit PNG of class ids",
+        ),
+        (
+            np.array([[0, 3]], np.uint8),
+            3,
+            "m.png holds class id 3, but there are only 3 classes; pass the right number of "
+            "classes",
+        ),
+        (
+            np.array([[0, 255]], np.uint8),
+            3,
+            "m.png holds class id 255, but there are only 3 classes; pass the right number of "
+            "classes (a mask of 0 and 255 is a one-class mask: use --n-classes 1)",
+        ),
+    ],
+    ids=[
+        "empty",
+        "nan",
+        "float range of 3 values",
+        "float above 1",
+        "six ids listed",
+        "seven ids cut",
+        "too soft",
+        "fractional ids",
+        "id too high",
+        "one-class mask",
+    ],
+)
+def test_mask_errors_say_which_file_what_is_wrong_and_what_to_do(mask, n_classes, message):
+    with pytest.raises(DataError) as error:
+        prepare_mask(mask, n_classes, "m.png")
+    assert str(error.value) == message
+
+
+def test_mask_errors_name_the_mask_when_no_file_is_given():
+    with pytest.raises(DataError) as error:
+        prepare_mask(np.zeros((0, 4), np.uint8), 1)
+    assert str(error.value) == "the mask: the mask is empty"
+
+
+def test_mask_warnings_say_what_was_converted_and_how_to_keep_masks_exact():
+    _, [png] = _prepare(_soft(10))
+    assert png == (
+        "m.png: 1.0% of its pixels are neither 0 nor 255 (soft, anti-aliased edges); "
+        "thresholded at 128 (values from 128 up are foreground); save masks with only 0 and "
+        "255 to keep them exact"
+    )
+    _, [jpeg] = _prepare(_soft(10), jpeg=True)
+    assert jpeg == (
+        "m.png: a JPEG mask: lossy compression altered 1.0% of its pixels; thresholded at 128 "
+        "(values from 128 up are foreground); save masks as PNG with only 0 and 255 to keep "
+        "them exact"
+    )
+
+
+def test_a_mask_warning_points_at_the_line_that_asked_for_the_mask():
+    with pytest.warns(MaskWarning) as caught:
+        prepare_mask(_soft(10), 1, "m.png")
+    assert caught[0].filename == __file__  # so a filter on the caller's module applies
+
+
+def test_jpeg_class_id_error_names_the_file_and_says_to_use_png():
+    with pytest.raises(DataError) as error:
+        prepare_mask(np.array([[0, 1, 2]], np.uint8), 3, "m.jpg", jpeg=True)
+    assert str(error.value) == (
+        "m.jpg: class ids cannot be stored as JPEG (lossy compression changes them at the "
+        "edges between classes); save the mask as PNG"
+    )
+
+
+def test_a_one_pixel_mask_is_a_mask():
+    assert _prepare(np.array([[255]], np.uint8))[0].tolist() == [[255]]
+
+
+def test_outside_a_jpeg_values_next_to_0_or_the_maximum_are_soft_edges():
+    near = _soft(100, value=1)  # 10 % of the pixels one level off: not clean in a PNG
+    near[0, 500:520] = 254
+    with pytest.raises(DataError, match="not a two-valued mask: 12.0%"):
+        prepare_mask(near, 1, "m.png")
+
+
+def test_a_float_mask_is_thresholded_at_half_of_1_not_of_its_maximum():
+    soft = _soft(10).astype(np.float32) * (0.8 / 255)  # 0 and 0.8, soft pixels ~0.4
+    soft[0, 0] = 0.45
+    out, [message] = _prepare(soft)
+    assert out[0, 0] == 0 and out[0, 999] == 255
+    assert "thresholded at 0.5" in message
+
+
+def test_grey_alpha_and_rgba_masks_ignore_alpha():
+    grey_alpha = np.zeros((1, 2, 2), np.uint8)
+    grey_alpha[0, 1, 0] = 255
+    grey_alpha[..., 1] = 255  # opaque
+    assert _prepare(grey_alpha)[0].tolist() == [[0, 255]]
+    rgba = np.zeros((1, 2, 4), np.uint8)
+    rgba[0, 1, 2] = 200  # blue foreground
+    rgba[..., 3] = 255
+    assert _prepare(rgba)[0].tolist() == [[0, 255]]
+
+
+def test_class_ids_beyond_256_classes_are_kept_exactly():
+    ids = np.array([[0, 255, 256, 299]], np.uint16)
+    assert _prepare(ids, 300)[0].tolist() == [[0, 255, 256, 299]]
+    assert _prepare(ids[:, :3], 257)[0].tolist() == [[0, 255, 256]]
+    assert _prepare(np.array([[0, 255]], np.uint16), 256)[0].dtype == np.uint8  # 8 bits fit
+
+
+def test_a_one_class_target_is_float32_of_0_and_1():
+    target = mask_to_target(np.array([[0, 255]], np.uint8), 1)
+    assert target.dtype == np.float32 and target.tolist() == [[[0.0, 1.0]]]
+
+
+# -- read_mask: the file's own format and limits -----------------------------------------
+
+
+def _jpeg_named_png(path, mask: np.ndarray):
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(cv2.imencode(".jpg", mask, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes())
+    return path
+
+
+def test_read_mask_knows_a_jpeg_by_its_content_not_its_name(tmp_path):
+    ids = np.zeros((16, 16), np.uint8)
+    ids[:, 8:] = 2
+    jpeg = _jpeg_named_png(tmp_path / "m.png", ids)
+    with pytest.raises(DataError, match=f"^{jpeg}: class ids cannot be stored as JPEG"):
+        read_mask(jpeg, 3)
+    png = write_image(tmp_path / "ids.png", ids)
+    assert read_mask(png, 3).tolist() == ids.tolist()
+    soft = np.zeros((16, 16), np.uint8)
+    soft[:, 8:] = 255
+    soft[0, :3] = 128  # a few pixels really in between
+    with pytest.warns(MaskWarning, match=f"^{jpeg}: a JPEG mask: lossy compression altered"):
+        out = read_mask(_jpeg_named_png(jpeg, soft), 1)
+    assert (out[4:, :6] == 0).all() and (out[4:, 10:] == 255).all()
+
+
+def test_read_mask_applies_the_pixel_limit_it_is_given(tmp_path):
+    _, mask = _pattern()  # 600 pixels
+    path = write_image(tmp_path / "m.png", mask)
+    with pytest.raises(PixelLimitError, match="m.png: 30×20 pixels is more than"):
+        read_mask(path, 1, max_pixels=599)
+    assert read_mask(path, 1, max_pixels=600).tolist() == mask.tolist()
+
+
+def test_read_mask_maps_mask_values_to_class_ids_naming_the_file_of_an_unknown_value(tmp_path):
+    grey = np.array([[0, 127, 255, 127]], np.uint8)
+    path = write_image(tmp_path / "m.png", grey)
+    values = ((0,), (127,), (255,))
+    assert read_mask(path, 3, mask_values=values).tolist() == [[0, 1, 2, 1]]
+    assert read_mask(path, 3, mask_values=((255,), (127,), (0,))).tolist() == [[2, 1, 0, 1]]
+    bad = write_image(tmp_path / "bad.png", np.array([[0, 60]], np.uint8))
+    with pytest.raises(DataError, match=f"^{bad}: holds the value 60, which is none of"):
+        read_mask(bad, 3, mask_values=values)
