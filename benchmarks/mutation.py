@@ -62,6 +62,12 @@ MODULES: dict[str, tuple[str, list[str], int]] = {
         ["tests/test_best_model.py", "-k", "not middle_epoch"],
         600,
     ),
+    "checkpoint": (
+        "unet_hub/train/checkpoint.py",
+        ["tests/test_resume.py", "-k",
+         "checkpoint_ and not each_epoch and not full_disk or damaged"],
+        600,
+    ),
 }  # fmt: skip
 
 
