@@ -68,6 +68,11 @@ MODULES: dict[str, tuple[str, list[str], int]] = {
          "checkpoint_ and not each_epoch and not full_disk or damaged"],
         600,
     ),
+    "app_threshold": (
+        "unet_hub/app/threshold.py",
+        ["tests/test_app_views.py", "-k", "not slider_move"],
+        600,
+    ),
 }  # fmt: skip
 
 
