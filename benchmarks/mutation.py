@@ -73,6 +73,13 @@ MODULES: dict[str, tuple[str, list[str], int]] = {
         ["tests/test_app_views.py", "-k", "not slider_move"],
         600,
     ),
+    "images": (
+        "unet_hub/data/images.py",
+        ["tests/test_data.py", "tests/test_bad_inputs.py", "tests/test_anydata.py", "-k",
+         "not test_cli and not test_mask_cli and not test_app and "
+         "(not anydata or formula or gain or unknown)"],
+        1200,
+    ),
 }  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import warnings
 
 import numpy as np
@@ -11,7 +12,14 @@ import torch
 from conftest import write_image
 from unet_hub.data.augment import RandomFlip
 from unet_hub.data.dataset import SegmentationDataset
-from unet_hub.data.images import PixelLimitError, read_image, to_model_input
+from unet_hub.data.images import (
+    PixelLimitError,
+    check_image_file,
+    read_image,
+    scale_to_unit,
+    scaling_statistics,
+    to_model_input,
+)
 from unet_hub.data.masks import (
     MASK_LABEL_ID_MAX,
     MASK_SOFT_EDGE_LIMIT,
@@ -545,3 +553,171 @@ def test_read_mask_maps_mask_values_to_class_ids_naming_the_file_of_an_unknown_v
     bad = write_image(tmp_path / "bad.png", np.array([[0, 60]], np.uint8))
     with pytest.raises(DataError, match=f"^{bad}: holds the value 60, which is none of"):
         read_mask(bad, 3, mask_values=values)
+
+
+# -- the image gate (check_image_file): what passes, and each refusal in one line --------
+
+
+def _tiff_header_only(width: int, height: int) -> bytes:
+    """A little-endian TIFF whose one directory gives a size and nothing to decode."""
+    entries = [
+        struct.pack("<HHIHH", tag, 3, 1, value, 0) for tag, value in ((256, width), (257, height))
+    ]
+    return struct.pack("<2sHI", b"II", 42, 8) + struct.pack("<H", 2) + b"".join(entries) + b"\0" * 4
+
+
+GIVE = "not an image; give a PNG, JPEG, TIFF or BMP file"
+CONVERT = "a format not read here; convert it to PNG, JPEG, TIFF or BMP"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "the file is empty; replace it with a real image"),
+        (b"just some notes\n", "this is a text file, " + GIVE),
+        (b"  <!DOCTYPE html><html>", "this is an HTML page, " + GIVE),
+        (b"<html><body>", "this is an HTML page, " + GIVE),
+        (b"PK\x03\x04rest", "this is a ZIP archive, " + GIVE),
+        (b"%PDF-1.4 ...", "this is a PDF document, " + GIVE),
+        (b"RIFF\0\0\0\0WEBPVP8 ", "a WebP image, " + CONVERT),
+        (b"GIF89a\0\0", "a GIF image, " + CONVERT),
+        (b"8BPS\0\1" + b"\0" * 20, "a Photoshop document, " + CONVERT),
+        (b"\0\1\2" * 10, "not a readable image (supported: PNG, JPEG, TIFF or BMP)"),
+        (b"notes\0", "not a readable image (supported: PNG, JPEG, TIFF or BMP)"),
+        (_tiff_header_only(0, 5), "not a readable image (its TIFF header has no size)"),
+        (_tiff_header_only(5, 0), "not a readable image (its TIFF header has no size)"),
+    ],
+    ids=["empty", "text", "html doctype", "html", "zip", "pdf", "webp", "gif", "psd", "bytes",
+         "text with a NUL", "tiff width 0", "tiff height 0"],
+)  # fmt: skip
+def test_the_image_gate_says_what_a_refused_file_is(tmp_path, content, message):
+    path = tmp_path / "x.png"
+    path.write_bytes(content)
+    with pytest.raises(ImageReadError) as error:
+        check_image_file(path)
+    assert str(error.value) == f"{path}: {message}"
+
+
+def test_the_image_gate_names_a_missing_file(tmp_path):
+    with pytest.raises(ImageReadError) as error:
+        check_image_file(str(tmp_path / "gone.png"))
+    assert str(error.value) == f"{tmp_path / 'gone.png'}: no such file"
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(ImageReadError, match="folder.png: no such file"):
+        check_image_file(tmp_path / "folder.png")
+
+
+def test_the_image_gate_counts_pixels_from_the_header_up_to_the_limit(tmp_path):
+    image, _ = _pattern()  # 30×20 = 600 pixels
+    path = write_image(tmp_path / "a.png", image)
+    assert check_image_file(path, max_pixels=600) == "PNG"
+    assert check_image_file(path, max_pixels=None) == "PNG"
+    with pytest.raises(PixelLimitError) as error:
+        check_image_file(path, max_pixels=599)
+    assert (
+        str(error.value)
+        == f"{path}: 30×20 pixels is more than the limit of 599; downscale or crop it first"
+    )
+    assert (error.value.pixels, error.value.limit) == (600, 599)
+    big = tmp_path / "big.tif"
+    big.write_bytes(_tiff_header_only(12000, 10000))  # 120 million pixels, by default refused
+    with pytest.raises(
+        PixelLimitError, match="12000×10000 pixels is more than the limit of 100,000,000"
+    ):
+        check_image_file(big)
+
+
+def test_the_image_gate_reads_tiffs_pillow_cannot_open_from_their_directories(tmp_path):
+    import tifffile
+
+    rgb = np.random.default_rng(0).random((2, 5, 7, 3)).astype(np.float32)
+    one = tmp_path / "one.tif"
+    tifffile.imwrite(one, rgb[0], photometric="rgb")
+    assert check_image_file(one, max_pixels=35) == "TIFF"
+    with pytest.raises(PixelLimitError, match=": 7×5 pixels is more than the limit of 34;"):
+        check_image_file(one, max_pixels=34)
+    for bigtiff in (False, True):
+        stack = tmp_path / f"stack{bigtiff}.tif"
+        tifffile.imwrite(stack, rgb, photometric="rgb", bigtiff=bigtiff)
+        with pytest.raises(ImageReadError) as error:
+            check_image_file(stack)
+        assert str(error.value) == (
+            f"{stack}: a 2-page TIFF file; save the page to segment as a single image"
+        )
+
+
+def test_the_image_gate_refuses_more_than_one_frame_naming_pages_or_frames(tmp_path):
+    import PIL.Image
+
+    frames = [PIL.Image.fromarray(np.full((4, 5), v, np.uint8)) for v in (0, 255)]
+    frames[0].save(tmp_path / "a.png", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "a.tif", save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageReadError) as error:
+        check_image_file(tmp_path / "a.png")
+    assert str(error.value).endswith(
+        ": a 2-frame PNG file; save the page to segment as a single image"
+    )
+    with pytest.raises(ImageReadError, match=": a 2-page TIFF file;"):
+        check_image_file(tmp_path / "a.tif")
+
+
+# -- scale_to_unit and scaling_statistics: the documented formulas ------------------------
+
+
+def test_dtype_scaling_divides_by_the_dtypes_maximum_and_clips_floats():
+    scaled = scale_to_unit(np.array([[0, 51, 255]], np.uint8))
+    assert np.array_equal(scaled, np.array([[0.0, 0.2, 1.0]], np.float32))
+    scaled = scale_to_unit(np.array([[0, 65535]], np.uint16), "dtype")
+    assert scaled.dtype == np.float32 and scaled.tolist() == [[0.0, 1.0]]
+    assert scale_to_unit(np.array([[-0.5, 0.25, 1.5]], np.float64)).tolist() == [[0.0, 0.25, 1.0]]
+    boolean = scale_to_unit(np.array([[False, True]]), "zscore")  # always 0/1
+    assert boolean.dtype == np.float32 and boolean.tolist() == [[0.0, 1.0]]
+
+
+def test_minmax_scaling_maps_the_range_to_0_1_or_gives_0_for_a_flat_image():
+    image = np.array([[10, 20, 30]], np.uint8)
+    assert scale_to_unit(image, "minmax").tolist() == [[0.0, 0.5, 1.0]]
+    assert scaling_statistics(image, "minmax") == (10.0, 30.0)
+    assert scale_to_unit(image, "minmax", statistics=(0.0, 40.0)).tolist() == [[0.25, 0.5, 0.75]]
+    assert scale_to_unit(image, "minmax", statistics=(30.0, 30.0)).tolist() == [[0.0, 0.0, 0.0]]
+
+
+def test_zscore_uses_mean_and_population_std_and_0_below_epsilon():
+    image = np.array([[1.0, 3.0]], np.float32)
+    assert scaling_statistics(image, "zscore") == (2.0, 1.0)
+    assert scale_to_unit(image, "zscore").tolist() == [[-1.0, 1.0]]
+    assert scale_to_unit(image, "zscore", statistics=(1.0, 2.0)).tolist() == [[0.0, 1.0]]
+    tiny = scale_to_unit(image, "zscore", statistics=(1.0, 0.9e-6))
+    assert tiny.tolist() == [[0.0, 0.0]]
+    exact = scale_to_unit(image, "zscore", statistics=(1.0, 1e-6))  # not below: divided
+    assert exact[0, 1] == pytest.approx(2e6)
+
+
+def test_percentile_scaling_clips_to_the_given_percentiles():
+    image = np.arange(201, dtype=np.float64)[None] / 200  # 0 ... 1 in steps of 0.005
+    lo, hi = scaling_statistics(image, "percentile")
+    assert (lo, hi) == pytest.approx((0.005, 0.995))
+    scaled = scale_to_unit(image, "percentile", statistics=(0.25, 0.75))
+    assert scaled[0, 0] == 0.0 and scaled[0, 100] == 0.5 and scaled[0, 200] == 1.0
+    assert scaled[0, 60] == pytest.approx(0.1)  # (0.3 - 0.25) / (0.75 - 0.25)
+
+
+def test_scaling_statistics_of_dtype_and_of_boolean_images_are_none():
+    assert scaling_statistics(np.array([[1, 2]], np.uint8), "dtype") is None
+    assert scaling_statistics(np.array([[False, True]]), "minmax") is None
+
+
+def test_scalings_refuse_unknown_names_and_non_finite_values():
+    for function in (scale_to_unit, scaling_statistics):
+        with pytest.raises(ValueError) as error:
+            function(np.zeros((1, 1), np.uint8), "robust")
+        assert str(error.value) == (
+            "input_scaling must be one of ('dtype', 'minmax', 'zscore', 'percentile'), got 'robust'"
+        )
+    bad = np.array([[0.0, np.inf]], np.float32)
+    for scaling in ("dtype", "minmax"):
+        with pytest.raises(ImageReadError) as error:
+            scale_to_unit(bad, scaling)
+        assert str(error.value) == "the image holds NaN or infinite values; clean it before use"
+    with pytest.raises(ImageReadError, match="^the image holds NaN or infinite values; clean"):
+        scaling_statistics(bad, "zscore")
