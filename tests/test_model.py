@@ -159,8 +159,9 @@ def test_config_views_are_json_and_the_fields_are_its_keys():
     assert config["mask_values"] == [[0], [9]]
     assert config.get("base_channels") == 2 and config.get("colour", "none") == "none"
     assert list(config.keys()) == list(field_names()) == list(config.to_dict())
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError) as error:
         config["colour"]
+    assert error.value.args == ("colour",)
     assert field_default("base_channels") == 64 and field_default("labels") is None
     assert field_help("n_channels") == "input channels: 1 = grayscale, 3 = RGB"
 
