@@ -23,7 +23,7 @@ from unet_hub.files import (
 )
 from unet_hub.hub.cards import card_eval_dataset, card_kwargs, card_metrics, load_model_card
 from unet_hub.train import loop
-from unet_hub.train.checkpoint import read_checkpoint_state
+from unet_hub.train.checkpoint import read_checkpoint, read_checkpoint_state
 from unet_hub.train.options import TrainConfig
 from unet_hub.train.run_folder import CardFacts, EpochStats, RunFolder, RunState
 
@@ -195,6 +195,10 @@ def test_save_epoch_writes_last_the_best_model_the_log_and_then_the_checkpoint(t
     assert load_file(run.last / "model.safetensors")["outc.weight"].dtype == torch.float16
     assert read_checkpoint_state(run.checkpoint)["run"]["epoch"] == 2
     assert [line[:2] for line in run.log.read_text().splitlines()[1:]] == ["1,", "2,"]
+    averaged = UNet(base_channels=2)
+    run.save_epoch(net, full_stats(3), card, {}, False, (net, _optimizer(net), state, averaged))
+    tensors, _ = read_checkpoint(run.checkpoint)
+    assert torch.equal(tensors["ema/outc.weight"], averaged.outc.weight)  # --ema's weights
 
 
 def test_only_the_main_process_writes(tmp_path, capsys):
@@ -233,6 +237,8 @@ def test_ctrl_c_keeps_the_model_and_says_how_to_go_on_from_what_is_on_disk(tmp_p
 
 def test_the_curve_is_drawn_next_to_the_log(tmp_path):
     run = RunFolder(tmp_path)
+    assert run.plot_curve() is False  # no log yet: nothing to draw, and no error
+    assert not run.curve.exists()
     run.append_log(full_stats(1, best=True))
     run.append_log(full_stats(2))
     assert run.plot_curve() is True
