@@ -402,6 +402,21 @@ def test_checkpoint_write_failure_says_why_and_whether_one_is_kept(tmp_path):
     assert read_checkpoint_state(path)["n"] == 1
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_checkpoint_when_no_space_is_left_says_the_disk_is_full(tmp_path):
+    model, optimizer = _linear_and_adam()
+    path = tmp_path / CHECKPOINT_NAME
+    # the temporary file is a link to /dev/full, where every write fails with ENOSPC
+    (tmp_path / f".{CHECKPOINT_NAME}.tmp-{os.getpid()}").symlink_to("/dev/full")
+    with pytest.raises(CheckpointError) as error:
+        save_checkpoint(path, model, optimizer, {})
+    assert str(error.value) == (
+        f"could not write the checkpoint {path} (the disk is full); no checkpoint yet. "
+        "Free some space, then continue with --resume"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_checkpoint_stale_temporaries_are_removed_and_nothing_else(tmp_path):
     stale = [tmp_path / f".{CHECKPOINT_NAME}.tmp-{pid}" for pid in (11, 12)]
     kept = [tmp_path / CHECKPOINT_NAME, tmp_path / ".other.tmp-11", tmp_path / "model.safetensors"]
@@ -440,6 +455,9 @@ def test_checkpoint_missing_or_newer_is_a_clear_error(tmp_path):
         f"{path} was written by a newer unet-hub (checkpoint format 2); upgrade unet-hub to "
         "resume it"
     )
+    # a checkpoint written before the format number existed reads as format 0
+    save_file({"x": torch.zeros(1)}, path, metadata={"unet_hub_checkpoint": '{"run": {}}'})
+    assert read_checkpoint_state(path) == {"run": {}}
     save_file({"x": torch.zeros(1)}, path)  # a safetensors file, but not a checkpoint
     with pytest.raises(CheckpointError, match=r"is not a readable unet-hub checkpoint \("):
         read_checkpoint_state(path)
@@ -465,3 +483,9 @@ def test_checkpoint_round_trip_keeps_averaged_weights_and_plain_optimizer_state(
     with pytest.raises(CheckpointError) as error:
         restore(tensors, state, fresh, fresh_optimizer, fresh_ema)
     assert str(error.value) == "the checkpoint has no averaged weights; resume without --ema"
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+    sgd.state[model.bias]["n_iter"] = 4  # a parameter whose state holds no tensor at all
+    tensors, state = read_checkpoint(save_checkpoint(without, model, sgd, {}))
+    fresh_sgd = torch.optim.SGD(fresh.parameters(), lr=1)
+    restore(tensors, state, fresh, fresh_sgd)
+    assert fresh_sgd.state_dict()["state"] == {1: {"n_iter": 4}}
