@@ -179,7 +179,8 @@ def report(results: dict, reasons: dict[str, str]) -> str:
         equivalent = [
             m for m in r["not_killed"] if reasons.get(m["mutant"], "").startswith("equivalent")
         ]
-        killed, total = st.get("killed", 0), st.get("total", 0)
+        # a mutant under which the test process dies (mutmut: "segfault") is detected too
+        killed, total = st.get("killed", 0) + st.get("segfault", 0), st.get("total", 0)
         score = killed / max(total - len(equivalent), 1)
         done = "" if r["finished"] else " (stopped by its time cap)"
         rows.append(
@@ -192,6 +193,8 @@ def report(results: dict, reasons: dict[str, str]) -> str:
         untested: dict[str, int] = {}
         for m in r["not_killed"]:
             short = m["mutant"].split(".")[-1].replace("\u01c1", ".")
+            if m["status"] == "segfault":
+                continue  # counted as killed
             if m["status"] == "no tests":
                 function = short.split("__mutmut_")[0]
                 untested[function] = untested.get(function, 0) + 1
