@@ -126,8 +126,10 @@ def survivors(work: Path) -> list[dict[str, str]]:
         if not match:
             continue
         mutant, status = match.groups()
-        # a mutant no selected test reaches needs no diff to explain (and `show` is slow)
-        diff = "" if status == "no tests" else mutmut(work, "show", mutant).stdout
+        # a mutant no selected test reaches, or that the time cap left unchecked, needs no
+        # diff to explain (and `show` is slow)
+        skip = status in ("no tests", "not checked")
+        diff = "" if skip else mutmut(work, "show", mutant).stdout
         found.append({"mutant": mutant, "status": status, "diff": diff})
     return found
 
