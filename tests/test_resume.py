@@ -362,6 +362,33 @@ def test_checkpoint_fault_point_without_a_count_stops_the_first_time(kill_at):
         fault_point("checkpoint-first")
 
 
+def _end_of_a_forked_child(spec: str, point: str, reaches: int) -> str:
+    """How a child process ends that reaches ``point`` ``reaches`` times under ``spec``."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 0
+        try:
+            os.environ[KILL_ENV] = spec
+            for _ in range(reaches):
+                fault_point(point)
+        except KeyboardInterrupt:
+            code = 3
+        except BaseException:
+            code = 4
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return signal.Signals(os.WTERMSIG(status)).name
+    return f"exit {os.WEXITSTATUS(status)}"
+
+
+def test_checkpoint_fault_point_without_int_sigkills_at_its_count():
+    assert _end_of_a_forked_child("checkpoint-kill", "checkpoint-kill", 1) == "SIGKILL"
+    assert _end_of_a_forked_child("checkpoint-kill:2", "checkpoint-kill", 1) == "exit 0"
+    assert _end_of_a_forked_child("checkpoint-kill:2", "checkpoint-kill", 2) == "SIGKILL"
+    assert _end_of_a_forked_child("checkpoint-kill:1:INT", "checkpoint-kill", 1) == "exit 3"
+
+
 @pytest.mark.parametrize("point", ["checkpoint-write", "checkpoint-rename"])
 def test_checkpoint_interrupted_while_writing_leaves_the_previous_one_whole(
     tmp_path, kill_at, point
