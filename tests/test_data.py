@@ -630,6 +630,20 @@ def test_the_image_gate_counts_pixels_from_the_header_up_to_the_limit(tmp_path):
         check_image_file(big)
 
 
+def test_the_image_gate_refuses_a_decompression_bomb_from_its_header(tmp_path):
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)  # 900 megapixels, no data
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    with pytest.raises(ImageReadError, match=r"^.*bomb.png: far too large to open safely \("):
+        check_image_file(bomb, max_pixels=None)
+
+
 def test_the_image_gate_reads_tiffs_pillow_cannot_open_from_their_directories(tmp_path):
     import tifffile
 
