@@ -382,7 +382,9 @@ def _end_of_a_forked_child(spec: str, point: str, reaches: int) -> str:
     return f"exit {os.WEXITSTATUS(status)}"
 
 
-def test_checkpoint_fault_point_without_int_sigkills_at_its_count():
+def test_checkpoint_fault_point_without_int_sigkills_at_its_count(monkeypatch):
+    monkeypatch.delenv(KILL_ENV, raising=False)
+    fault_point("checkpoint-kill")  # without UNET_HUB_KILL_AT, reaching a point does nothing
     assert _end_of_a_forked_child("checkpoint-kill", "checkpoint-kill", 1) == "SIGKILL"
     assert _end_of_a_forked_child("checkpoint-kill:2", "checkpoint-kill", 1) == "exit 0"
     assert _end_of_a_forked_child("checkpoint-kill:2", "checkpoint-kill", 2) == "SIGKILL"
