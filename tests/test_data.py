@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -561,12 +562,13 @@ def test_read_mask_maps_mask_values_to_class_ids_naming_the_file_of_an_unknown_v
 # -- the image gate (check_image_file): what passes, and each refusal in one line --------
 
 
-def _tiff_header_only(width: int, height: int) -> bytes:
-    """A little-endian TIFF whose one directory gives a size and nothing to decode."""
-    entries = [
-        struct.pack("<HHIHH", tag, 3, 1, value, 0) for tag, value in ((256, width), (257, height))
-    ]
-    return struct.pack("<2sHI", b"II", 42, 8) + struct.pack("<H", 2) + b"".join(entries) + b"\0" * 4
+def _tiff_header_only(width: int | None, height: int | None) -> bytes:
+    """A little-endian TIFF whose one directory gives a size (None: that tag left out)
+    and nothing to decode."""
+    tags = [(tag, value) for tag, value in ((256, width), (257, height)) if value is not None]
+    entries = [struct.pack("<HHIHH", tag, 3, 1, value, 0) for tag, value in tags]
+    count = struct.pack("<H", len(entries))
+    return struct.pack("<2sHI", b"II", 42, 8) + count + b"".join(entries) + b"\0" * 4
 
 
 GIVE = "not an image; give a PNG, JPEG, TIFF or BMP file"
@@ -589,9 +591,15 @@ CONVERT = "a format not read here; convert it to PNG, JPEG, TIFF or BMP"
         (b"notes\0", "not a readable image (supported: PNG, JPEG, TIFF or BMP)"),
         (_tiff_header_only(0, 5), "not a readable image (its TIFF header has no size)"),
         (_tiff_header_only(5, 0), "not a readable image (its TIFF header has no size)"),
+        (_tiff_header_only(None, 5), "not a readable image (its TIFF header has no size)"),
+        (_tiff_header_only(5, None), "not a readable image (its TIFF header has no size)"),
+        (b"RIFF\x10\0\0\0WAVEfmt ", "not a readable image (supported: PNG, JPEG, TIFF or BMP)"),
+        (b"notes\x7f", "not a readable image (supported: PNG, JPEG, TIFF or BMP)"),
+        (b"a" * 64 + b"\0", "this is a text file, " + GIVE),  # the first 64 bytes decide
     ],
     ids=["empty", "text", "html doctype", "html", "zip", "pdf", "webp", "gif", "psd", "bytes",
-         "text with a NUL", "tiff width 0", "tiff height 0"],
+         "text with a NUL", "tiff width 0", "tiff height 0", "tiff without width",
+         "tiff without height", "wav", "text with a DEL", "text then a NUL"],
 )  # fmt: skip
 def test_the_image_gate_says_what_a_refused_file_is(tmp_path, content, message):
     path = tmp_path / "x.png"
@@ -630,16 +638,20 @@ def test_the_image_gate_counts_pixels_from_the_header_up_to_the_limit(tmp_path):
         check_image_file(big)
 
 
-def test_the_image_gate_refuses_a_decompression_bomb_from_its_header(tmp_path):
-    import zlib
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width×height and holds no pixel data."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         crc = struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
         return struct.pack(">I", len(data)) + kind + data + crc
 
-    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)  # 900 megapixels, no data
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def test_the_image_gate_refuses_a_decompression_bomb_from_its_header(tmp_path):
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    bomb.write_bytes(_png_header_only(30000, 30000))  # 900 megapixels
     with pytest.raises(ImageReadError, match=r"^.*bomb.png: far too large to open safely \("):
         check_image_file(bomb, max_pixels=None)
 
@@ -653,14 +665,44 @@ def test_the_image_gate_reads_tiffs_pillow_cannot_open_from_their_directories(tm
     assert check_image_file(one, max_pixels=35) == "TIFF"
     with pytest.raises(PixelLimitError, match=": 7×5 pixels is more than the limit of 34;"):
         check_image_file(one, max_pixels=34)
-    for bigtiff in (False, True):
-        stack = tmp_path / f"stack{bigtiff}.tif"
-        tifffile.imwrite(stack, rgb, photometric="rgb", bigtiff=bigtiff)
+    for bigtiff, order in ((False, "<"), (True, "<"), (False, ">")):
+        stack = tmp_path / f"stack{bigtiff}{order == '<'}.tif"
+        tifffile.imwrite(stack, rgb, photometric="rgb", bigtiff=bigtiff, byteorder=order)
         with pytest.raises(ImageReadError) as error:
             check_image_file(stack)
         assert str(error.value) == (
             f"{stack}: a 2-page TIFF file; save the page to segment as a single image"
         )
+
+
+def test_the_image_gate_counts_a_tiffs_pages_up_to_1000(tmp_path):
+    import tifffile
+
+    many = tmp_path / "many.tif"
+    tifffile.imwrite(many, np.zeros((1001, 1, 1, 3), np.float32), photometric="rgb")
+    with pytest.raises(ImageReadError, match=": a 1000-page TIFF file;"):
+        check_image_file(many)
+
+
+def test_the_image_gate_refuses_real_gif_and_webp_files_pillow_could_open(tmp_path):
+    import PIL.Image
+
+    picture = PIL.Image.fromarray(np.full((4, 5, 3), 80, np.uint8))
+    for fmt, kind in (("GIF", "a GIF image"), ("WEBP", "a WebP image")):
+        path = tmp_path / f"x.{fmt.lower()}"
+        picture.save(path, format=fmt)
+        with pytest.raises(ImageReadError) as error:
+            check_image_file(path)
+        assert str(error.value) == f"{path}: {kind}, " + CONVERT
+
+
+def test_the_image_gate_passes_a_one_pixel_wide_image_and_a_large_one_silently(tmp_path):
+    assert check_image_file(write_image(tmp_path / "line.png", np.zeros((5, 1), np.uint8))) == "PNG"
+    large = tmp_path / "large.png"  # 95 megapixels: Pillow would warn of a decompression bomb
+    large.write_bytes(_png_header_only(10000, 9500))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_image_file(large, max_pixels=None) == "PNG"
 
 
 def test_the_image_gate_refuses_more_than_one_frame_naming_pages_or_frames(tmp_path):
