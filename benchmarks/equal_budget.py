@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from results_path import results_path  # noqa: E402
 
 from unet_hub import UNet  # noqa: E402
-from unet_hub.cli import train_config  # noqa: E402
+from unet_hub.cli import recorded_command, train_config  # noqa: E402
 from unet_hub.data.pairs import find_pairs, select_stems  # noqa: E402
 from unet_hub.errors import UNetHubError  # noqa: E402
 from unet_hub.evaluate.evaluator import evaluate_pairs  # noqa: E402
@@ -69,7 +68,7 @@ def run_recipe(name: str, args: argparse.Namespace) -> dict:
     out = args.work / name
     options = train_options(name, out, args)
     cfg = train_config(options)
-    command = shlex.join(["train.py", *options])
+    command = recorded_command(["train.py", *options])
     print(f"\n== {name}: {command}", flush=True)
     load_before = os.getloadavg()[0]
     started = time.perf_counter()

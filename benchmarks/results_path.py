@@ -15,9 +15,15 @@ REDUCED = RESULTS / "reduced"
 NOT_REDUCING = {"worker", "verbose", "device", "quiet"}
 
 
-def results_path(parser: argparse.ArgumentParser, args: argparse.Namespace, dest: str) -> Path:
+def results_path(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    dest: str,
+    choosing: frozenset[str] = frozenset(),
+) -> Path:
     """``args.<dest>``, moved to ``REDUCED`` when the run is reduced and the path is the
-    committed default; says so on stderr."""
+    committed default; says so on stderr. ``choosing``: options that pick which full run
+    this is (and so which results file), not a reduction."""
     defaults = parser.parse_args([])
     chosen = Path(getattr(args, dest))
     if chosen != Path(getattr(defaults, dest)):
@@ -25,7 +31,9 @@ def results_path(parser: argparse.ArgumentParser, args: argparse.Namespace, dest
     changed = sorted(
         name
         for name, value in vars(args).items()
-        if name != dest and name not in NOT_REDUCING and value != getattr(defaults, name, value)
+        if name != dest
+        and name not in NOT_REDUCING | choosing
+        and value != getattr(defaults, name, value)
     )
     if not changed:
         return chosen

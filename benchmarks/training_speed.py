@@ -3,7 +3,8 @@
     python benchmarks/training_speed.py [--width 16] [--samples 12] [--size 512]
 
 All rows train the same network (``--width``, bilinear) on the ISBI 2012 training slices
-(the shipped examples when ../shared is absent) at ``--size``², batch 1, the seed recipe
+(``--data``; by default the README's ``data/isbi2012/train``, else the shipped examples: the
+speed does not depend on which slices) at ``--size``², batch 1, the seed recipe
 (RMSprop lr 1e-5, BCEWithLogitsLoss, random flips), no validation:
 
 - seed loop: as the seed's script runs it — its Dataset reads and decodes each image and
@@ -46,10 +47,19 @@ from results_path import results_path  # noqa: E402
 
 from support import free_port  # noqa: E402
 from unet_hub import UNet  # noqa: E402
+from unet_hub.data.pairs import find_pairs  # noqa: E402
+from unet_hub.errors import UNetHubError  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-SHARED = ROOT.parent / "shared" / "data" / "isbi2012" / "train"
+DATA = ROOT / "data" / "isbi2012" / "train"  # `unet-hub fetch-data isbi2012 data/isbi2012`
 EXAMPLES = ROOT / "examples" / "isbi2012" / "train"
+
+
+def shown_path(path: Path) -> str:
+    """A data folder as the results show it: relative to the repository, else its name
+    (never a path of the machine that ran it)."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path.name
 
 
 def seed_loop(data: Path, width: int, size: int, samples: int) -> float:
@@ -118,9 +128,20 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=12, help="training images per timing")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="images/ + masks/ to train on (default: data/isbi2012/train, else examples/)",
+    )
     args = parser.parse_args()
     args.out = results_path(parser, args, "out")
-    data = SHARED if SHARED.is_dir() else EXAMPLES
+    data = args.data or (DATA if DATA.is_dir() else EXAMPLES)
+    try:
+        find_pairs(data)
+    except UNetHubError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     load_before = [round(x, 2) for x in os.getloadavg()]
 
     flops = 3 * count_flops(UNet(base_channels=args.width), torch.rand(1, 1, args.size, args.size))
@@ -145,7 +166,7 @@ def main() -> int:
         "width": args.width,
         "size": args.size,
         "samples": args.samples,
-        "data": str(data),
+        "data": shown_path(data),
         "train_gflop_per_image": round(flops / 1e9, 1),
         "conv_ceiling_gflops": round(conv_ceiling, 1),
         "machine": machine(),

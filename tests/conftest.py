@@ -69,6 +69,9 @@ def running_app(log: Path, model: Path | None = None) -> Iterator[str]:
         "GRADIO_SERVER_PORT": str(port),
         "GRADIO_ANALYTICS_ENABLED": "False",
         "HF_HUB_OFFLINE": "1",
+        # A gradio_client holds a heartbeat stream open, and a graceful shutdown waits for
+        # it (5 s); a client closed before the app stops leaves at the next heartbeat.
+        "GRADIO_HEARTBEAT_INTERVAL": "0.5",
     }
     env.pop("UNET_MODEL", None)
     if model is not None:
@@ -86,6 +89,42 @@ def running_app(log: Path, model: Path | None = None) -> Iterator[str]:
         process.wait(timeout=30)
 
 
+@contextlib.contextmanager
+def serving_in_process(blocks, settings=None) -> Iterator[str]:
+    """``blocks`` served in this process as ``python app.py`` serves it (the same ASGI app
+    behind the security middleware, on uvicorn, on a free port): for tests that need the
+    app on a model of their own without starting a second Python; yields its URL."""
+    import threading
+
+    import uvicorn
+
+    from unet_hub.app.server import server_app
+    from unet_hub.app.settings import AppSettings
+
+    settings = settings or AppSettings.from_env()
+    port = free_port()
+    # A gradio_client keeps a heartbeat stream open, which a graceful shutdown waits on:
+    # 1 s, then the app's own shutdown (the lifespan: deleting its files) runs.
+    config = uvicorn.Config(
+        server_app(blocks, settings, []), host="127.0.0.1", port=port, log_level="critical",
+        timeout_graceful_shutdown=1,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail(f"the in-process app did not start on port {port}")
+        time.sleep(0.05)  # polling interval while waiting on the condition above
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the in-process app did not stop"
+
+
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     """``python app.py`` on a free port, offline, serving the bundled model."""
@@ -97,4 +136,6 @@ def app_url(tmp_path_factory):
 def client(app_url, tmp_path_factory):
     from gradio_client import Client
 
-    return Client(app_url, verbose=False, download_files=str(tmp_path_factory.mktemp("dl")))
+    client = Client(app_url, verbose=False, download_files=str(tmp_path_factory.mktemp("dl")))
+    yield client
+    client.close()  # its heartbeat stream ends, so the app stops without waiting on it

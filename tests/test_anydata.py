@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SAMPLE, running_app, write_image
+from conftest import SAMPLE, serving_in_process, write_image
 from support.mixed_data import make_mixed_set
 from support.space_page import spread_model
 from unet_hub import UNet, read_image, segment
@@ -154,14 +154,19 @@ def test_the_cli_applies_the_saved_scaling(percentile_model, dim_image, tmp_path
 
 
 def test_the_app_applies_the_saved_scaling(percentile_model, dim_image, tmp_path: Path):
+    """The app on the saved folder (loaded as the app loads it, served in this process as
+    ``app.py`` serves it), called through /segment."""
     from gradio_client import Client, handle_file
+
+    from unet_hub.app.webapp import build_app
 
     model, folder = percentile_model
     path, _ = dim_image
     expected = mask_from_probabilities(segment(model, read_image(path)), 0.5)
-    with running_app(tmp_path / "app.log", folder) as url:
+    with serving_in_process(build_app(UNet.from_pretrained(folder), str(folder))) as url:
         client = Client(url, verbose=False, download_files=str(tmp_path / "dl"))
         mask_path = client.predict(handle_file(str(path)), 0.5, api_name="/segment")
+        client.close()
     mask = cv2.imread(mask_path, cv2.IMREAD_UNCHANGED)
     assert (mask == expected).mean() >= 0.999
 
@@ -183,6 +188,19 @@ def test_auto_recipe_reads_the_mixed_data(mixed: Path) -> None:
     assert choice.options["loss"] == "bce+dice"  # blobs are a small part of each image
     assert "base_channels" not in choice.options and "base_channels" in choice.kept
     assert "bit depths differ" in choice.summary() and "darker in others" in choice.summary()
+
+
+def test_auto_epochs_grow_with_the_validation_set(mixed: Path) -> None:
+    """Validation runs after every epoch: with many validation pixels, an epoch takes
+    more steps, so validating stays a small part of the budget."""
+    profile = profile_data(find_pairs(mixed), n_classes=1)
+    batch = choose(profile, {}).options["batch_size"]
+    few = choose(profile, {}).options["samples_per_epoch"]
+    assert few == max(profile.n_train, 16 * batch)  # a small validation set: 16 steps
+    profile.val_megapixels = 20.0
+    chosen = choose(profile, {})
+    assert chosen.options["samples_per_epoch"] == 200 * batch  # 10 steps per megapixel
+    assert "200 steps per epoch, so that validating 20.0 megapixels" in chosen.summary()
 
 
 def _log(out: Path) -> list[dict[str, str]]:

@@ -30,6 +30,7 @@ import PIL.Image
 import pytest
 
 from conftest import ROOT
+from support.cli_batch import Ran, run_batch
 from unet_hub import UNet, read_image, segment
 from unet_hub.data.dataset import SegmentationDataset
 from unet_hub.data.masks import MaskWarning
@@ -357,22 +358,25 @@ def model_dirs(tmp_path_factory) -> dict[int, Path]:
     return folders
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "unet_hub.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+@pytest.fixture(scope="module")
+def mask_cli_runs(model_dirs, tmp_path_factory) -> dict[str, tuple[Path, Ran]]:
+    """`unet-hub evaluate` on each row's pair, all rows in one Python process (see
+    support.cli_batch: each run's exit code, stdout and stderr as if alone): the mask's
+    path and what the command did, by row name."""
+    masks, commands = {}, {}
+    for case in MASK_CASES:
+        data = tmp_path_factory.mktemp("mask-cli") / "data"
+        masks[case.name] = _mask_folder(case, data)
+        commands[case.name] = ["evaluate", str(model_dirs[case.n_classes]), "--data", str(data)]
+    runs = run_batch(commands, cwd=ROOT)
+    return {name: (masks[name], runs[name]) for name in commands}
 
 
 @pytest.mark.parametrize("case", MASK_CASES, ids=_ids(MASK_CASES))
-def test_mask_cli(case, tmp_path, model_dirs):
+def test_mask_cli(case, mask_cli_runs):
     """`unet-hub evaluate` on the row's pair: one error line naming the mask, or the
     metrics, with the warning once on stderr."""
-    mask_path = _mask_folder(case, tmp_path / "data")
-    result = _cli("evaluate", str(model_dirs[case.n_classes]), "--data", str(tmp_path / "data"))
+    mask_path, result = mask_cli_runs[case.name]
     assert "Traceback" not in result.stderr
     if case.error:
         assert result.returncode == 2, result.stderr
@@ -398,38 +402,54 @@ def test_cli_max_pixels(tmp_path, model_dirs):
     _cv2(GRAY, ".png")(small)  # 56×40 = 2240 pixels
     model = str(model_dirs[1])
 
-    def predict(*options: str) -> tuple[list[str], Path]:
-        """The error lines of `unet-hub predict big small` (libpng adds its own lines)."""
-        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
-        result = _cli("predict", model, str(big), str(small), "--out", str(out), *options)
-        assert "Traceback" not in result.stderr and result.returncode == 1, result.stderr
-        return [e for e in result.stderr.splitlines() if e.startswith("error: ")], out
+    data = tmp_path / "data"
+    _mask_folder(MASK_CASES[0], data)
+    # every command in one Python process (support.cli_batch: each as if alone)
+    limits = {"default": [], "2000": ["--max-pixels", "2000"], "0": ["--max-pixels", "0"]}
+    commands = {
+        limit: ["predict", model, str(big), str(small), "--out", str(tmp_path / limit), *options]
+        for limit, options in limits.items()
+    }
+    for limit in ("2239", "2240"):
+        commands[f"evaluate {limit}"] = [
+            "evaluate",
+            model,
+            "--data",
+            str(data),
+            "--max-pixels",
+            limit,
+        ]
+    runs = run_batch(commands, cwd=ROOT)
 
-    [line], out = predict()  # the default limit, 100 megapixels
+    def predict(limit: str) -> tuple[list[str], Path]:
+        """The error lines of `unet-hub predict big small` (libpng adds its own lines)."""
+        result = runs[limit]
+        assert "Traceback" not in result.stderr and result.returncode == 1, result.stderr
+        return [e for e in result.stderr.splitlines() if e.startswith("error: ")], tmp_path / limit
+
+    [line], out = predict("default")  # the default limit, 100 megapixels
     assert line == (
         f"error: {big}: 10001×10000 pixels is more than the limit of 100,000,000; downscale "
         "or crop it first, or raise the limit with --max-pixels 100010000 (0 = no limit)"
     )
     assert (out / "small.png").is_file()
 
-    [big_error, small_error], out = predict("--max-pixels", "2000")
+    [big_error, small_error], out = predict("2000")
     assert "more than the limit of 2,000" in big_error and "--max-pixels 100010000" in big_error
     assert small_error.startswith(f"error: {small}: 56×40 pixels is more than the limit")
     assert small_error.endswith("raise the limit with --max-pixels 2240 (0 = no limit)")
     assert not (out / "small.png").exists()
 
-    [line], out = predict("--max-pixels", "0")
+    [line], out = predict("0")
     assert line == f"error: {big}: the PNG data is truncated or corrupted; export the image again"
     assert (out / "small.png").is_file()
 
-    data = tmp_path / "data"
-    _mask_folder(MASK_CASES[0], data)
-    result = _cli("evaluate", model, "--data", str(data), "--max-pixels", "2239")
+    result = runs["evaluate 2239"]
     assert result.returncode == 2 and "Traceback" not in result.stderr
     [line] = result.stderr.splitlines()
     assert line.startswith(f"error: {data / 'images' / 'm.png'}: 56×40 pixels is more than")
     assert line.endswith("--max-pixels 2240 (0 = no limit)")
-    result = _cli("evaluate", model, "--data", str(data), "--max-pixels", "2240")
+    result = runs["evaluate 2240"]
     assert result.returncode == 0, result.stderr
 
     with pytest.raises(SystemExit) as info:  # the parser refuses a negative limit

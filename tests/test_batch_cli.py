@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from conftest import ROOT, SAMPLE, write_image
+from support.in_process import cli_here
 from unet_hub import UNet, predict_mask, read_image
 from unet_hub.cli import main
 from unet_hub.files import BUNDLED_MODEL
@@ -186,8 +187,9 @@ def test_outputs_inside_the_input_folder_are_not_taken_as_inputs(inputs):
 
 
 def test_evaluate_scores_the_objects(model_dir):
+    """`unet-hub evaluate --instances` (run in this process: support.in_process)."""
     data = SAMPLE / "train"
-    result = _cli(
+    result = cli_here(
         "evaluate",
         str(model_dir),
         "--data",
@@ -213,11 +215,16 @@ def test_the_objects_default_to_what_the_model_recommends(model_dir, tmp_path):
     folder = tmp_path / "recommends"
     recommending.save_pretrained(folder)
     data = ["--data", str(SAMPLE / "train"), "--image-size", "64"]
-    by_default = _cli("evaluate", str(folder), *data, "--instances")
+    by_default = cli_here("evaluate", str(folder), *data, "--instances")
     assert by_default.returncode == 0, by_default.stderr
     assert "objects per image by watershed, min size 5 px)" in by_default.stdout
-    overridden = _cli("evaluate", str(folder), *data, "--no-watershed", "--min-size", "0")
+    overridden = cli_here("evaluate", str(folder), *data, "--no-watershed", "--min-size", "0")
     assert overridden.returncode == 0, overridden.stderr
-    assert "objects" not in overridden.stdout  # neither option asks for objects
-    components = _cli("evaluate", str(folder), *data, "--instances", "--no-watershed")
+    assert "objects" not in overridden.stdout  # both post-processings turned off
+    unasked = cli_here("evaluate", str(folder), *data)  # evaluate scores what the model recommends
+    assert "objects per image by watershed, min size 5 px)" in unasked.stdout
+    plain = UNet.from_pretrained(model_dir)
+    assert (plain.config.watershed, plain.config.min_size) == (False, 0)
+    assert "objects" not in cli_here("evaluate", str(model_dir), *data).stdout
+    components = cli_here("evaluate", str(folder), *data, "--instances", "--no-watershed")
     assert "objects per image by connected components, min size 5 px)" in components.stdout

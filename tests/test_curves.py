@@ -96,7 +96,11 @@ def run_module(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_module_draws_a_run_folder_and_reports_errors_in_one_line(tmp_path):
+def test_the_module_draws_a_run_folder_and_reports_errors_in_one_line(tmp_path, capsys):
+    """``python -m unet_hub.train.curves`` as a user runs it; then its ``main`` (what the
+    module runs) in this process for the other cases, sparing two Python start-ups."""
+    from unet_hub.train.curves import main
+
     run = tmp_path / "run"
     write_log(run)
     result = run_module(str(run))
@@ -104,9 +108,10 @@ def test_the_module_draws_a_run_folder_and_reports_errors_in_one_line(tmp_path):
     assert result.stdout.strip() == str(run / CURVE_NAME)
     assert Image.open(run / CURVE_NAME).size == (800, 400)
     out = tmp_path / "elsewhere.png"
-    assert run_module(str(run / LOG_NAME), "--out", str(out)).returncode == 0 and out.is_file()
+    assert main([str(run / LOG_NAME), "--out", str(out)]) == 0 and out.is_file()
+    assert capsys.readouterr().out.strip() == str(out)
 
-    result = run_module(str(tmp_path / "no-such-run"))
-    assert result.returncode == 2
-    assert result.stderr.startswith("error: cannot read the training log")
-    assert "Traceback" not in result.stderr
+    assert main([str(tmp_path / "no-such-run")]) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("error: cannot read the training log")
+    assert "Traceback" not in stderr

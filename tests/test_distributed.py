@@ -20,6 +20,7 @@ from test_inference import sensitive_model
 from conftest import ROOT, SAMPLE
 from support import free_port
 from unet_hub import UNet
+from unet_hub.cli import main
 from unet_hub.files import CHECKPOINT_NAME
 from unet_hub.train.checkpoint import read_checkpoint
 
@@ -79,16 +80,26 @@ def log(out: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.fixture(scope="module")
+def one_process_step(data, tmp_path_factory) -> Path:
+    """One process accumulating 2 samples into one step: the reference both launchers'
+    two processes are compared with (the same run for both, so it runs once)."""
+    one = tmp_path_factory.mktemp("one")
+    launch(ONE, one / "dump", "--data", str(data), "--out", str(one / "out"),
+           "--epochs", "1", "--samples-per-epoch", "2", "--grad-accum", "2", *TINY)  # fmt: skip
+    return one
+
+
 @pytest.mark.parametrize("launcher", [torchrun, accelerate_launch])
-def test_two_processes_step_like_one_process_on_the_union_of_their_shards(tmp_path, data, launcher):
+def test_two_processes_step_like_one_process_on_the_union_of_their_shards(
+    tmp_path, data, launcher, one_process_step
+):
     # one synchronised step: 2 samples per epoch, one per process ...
     two = tmp_path / "two"
     launch(launcher(), two / "dump", "--data", str(data), "--out", str(two / "out"),
            "--epochs", "1", "--samples-per-epoch", "2", *TINY)  # fmt: skip
     # ... against one process accumulating the same 2 samples into one step
-    one = tmp_path / "one"
-    launch(ONE, one / "dump", "--data", str(data), "--out", str(one / "out"),
-           "--epochs", "1", "--samples-per-epoch", "2", "--grad-accum", "2", *TINY)  # fmt: skip
+    one = one_process_step
 
     rank0, rank1 = (load_file(two / "dump" / f"rank{r}.safetensors") for r in (0, 1))
     single = load_file(one / "dump" / "rank0.safetensors")
@@ -158,14 +169,8 @@ def test_resume_with_another_number_of_processes(tmp_path, data):
     out = tmp_path / "out"
     launch(torchrun(), tmp_path / "dump", "--data", str(data), "--out", str(out),
            "--epochs", "1", *TINY)  # fmt: skip
-    resumed = subprocess.run(
-        [sys.executable, "train.py", "--resume", str(out), "--epochs", "2"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert resumed.returncode == 0, resumed.stderr
+    # one process now, `train.py --resume` run in this process (cli.main, as train.py runs it)
+    assert main(["train", "--resume", str(out), "--epochs", "2"]) == 0
     assert [r["epoch"] for r in log(out)] == ["1", "2"]
     shutil.rmtree(tmp_path / "dump")
 
@@ -193,27 +198,10 @@ def test_sync_bn_on_cpu_processes_is_a_clear_error(tmp_path, data):
 
 
 @pytest.mark.parametrize("precision", ["bf16"])
-def test_mixed_precision_on_cpu_trains(tmp_path, data, precision):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "train.py",
-            "--data",
-            str(data),
-            "--out",
-            str(tmp_path / "o"),
-            "--epochs",
-            "1",
-            "--mixed-precision",
-            precision,
-            *TINY,
-        ],  # fmt: skip
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
+def test_mixed_precision_on_cpu_trains(tmp_path, data, precision, capsys):
+    """``train.py --mixed-precision bf16`` on the CPU, run in this process (cli.main)."""
+    args = ["--data", str(data), "--out", str(tmp_path / "o"), "--epochs", "1"]
+    assert main(["train", *args, "--mixed-precision", precision, *TINY]) == 0, capsys.readouterr()
     assert float(log(tmp_path / "o")[0]["train_loss"]) > 0
 
 

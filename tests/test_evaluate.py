@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
+from support.cli_batch import Ran
+from support.in_process import cli_here
 from unet_hub import UNet
 from unet_hub.data.pairs import find_pairs, parse_stems, select_stems
 from unet_hub.errors import DataError
 from unet_hub.evaluate.evaluator import evaluate_pairs
 from unet_hub.evaluate.metrics import EM_SCORES
+from unet_hub.evaluate.seen import seen_in_training, seen_note
+from unet_hub.files import BUNDLED_MODEL
 from unet_hub.metric_names import THINNED
 from unet_hub.train.loop import train
 from unet_hub.train.options import TrainConfig
@@ -32,14 +34,9 @@ def tiny_model(tmp_path_factory) -> tuple[Path, Path]:
     return out, data
 
 
-def evaluate_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "unet_hub.cli", "evaluate", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def evaluate_cli(*args: str) -> Ran:
+    """``unet-hub evaluate ARGS``, run in this process (support.in_process)."""
+    return cli_here("evaluate", *args)
 
 
 def test_evaluate_prints_a_table_and_writes_json(tiny_model, tmp_path):
@@ -62,6 +59,7 @@ def test_evaluate_prints_a_table_and_writes_json(tiny_model, tmp_path):
     ):
         assert row in result.stdout
     assert "(2 images, flip TTA)" in result.stdout
+    assert "training set" not in result.stdout  # the project cannot tell for this model
     metrics = json.loads(out.read_text())
     assert metrics["n_images"] == 2 and metrics["tta"] is True
     assert [r["name"] for r in metrics["per_image"]] == ["02", "03"]
@@ -85,6 +83,31 @@ def test_evaluate_prints_a_table_and_writes_json(tiny_model, tmp_path):
         tta=True,
     )
     assert library.to_dict() == metrics
+
+
+def test_evaluating_the_bundled_model_on_its_training_slices_says_so():
+    result = evaluate_cli(
+        str(BUNDLED_MODEL), "--data", "examples/isbi2012/train", "--slices", "2-3",
+        "--image-size", "64",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    note = result.stdout.splitlines()[-1]
+    assert note.startswith("note: 2 of these 2 images (02, 03) were in the bundled model's")
+    assert "not a hold-out" in note and "--slices 25-29" in note
+
+
+def test_training_images_are_recognised_by_content(tmp_path):
+    shipped = ROOT / "examples" / "isbi2012" / "train" / "images" / "01.png"
+    renamed = tmp_path / "anything.png"
+    renamed.write_bytes(shipped.read_bytes())
+    other = tmp_path / "test.png"
+    other.write_bytes((ROOT / "examples" / "isbi2012" / "test" / "00.png").read_bytes())
+    assert seen_in_training(BUNDLED_MODEL, [renamed, other]) == [renamed]
+    assert seen_in_training(str(BUNDLED_MODEL), [renamed]) == [renamed]
+    copy = tmp_path / "model"
+    copy.mkdir()
+    assert seen_in_training(copy, [renamed]) == []  # any other model: cannot tell
+    assert seen_note(copy, [renamed]) is None
 
 
 def test_evaluate_bad_slices_is_one_error_line(tiny_model):

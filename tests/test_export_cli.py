@@ -10,6 +10,7 @@ import pytest
 from test_inference import sensitive_model
 
 from conftest import ROOT, SAMPLE
+from support.in_process import cli_here
 from unet_hub import UNet, read_image, segment
 
 pytest.importorskip("onnxruntime", reason="the `fast` extra (onnxruntime) is not installed")
@@ -41,22 +42,8 @@ def test_export_writes_a_file_that_matches_the_model(tmp_path):
 def test_int8_without_calibration_images_is_a_clear_error(tmp_path):
     model_dir = tmp_path / "model"
     UNet(base_channels=2).save_pretrained(model_dir)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "unet_hub.cli",
-            "export",
-            str(model_dir),
-            "--onnx",
-            str(tmp_path / "m.onnx"),
-            "--int8",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
+    # `unet-hub export ... --int8`, run in this process (support.in_process)
+    result = cli_here("export", str(model_dir), "--onnx", str(tmp_path / "m.onnx"), "--int8")
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "calibration" in result.stderr
     assert "Traceback" not in result.stderr

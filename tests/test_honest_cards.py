@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
+import platform
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -15,6 +15,8 @@ import yaml
 from safetensors.torch import load_file
 
 from conftest import ROOT, SAMPLE
+from support.cli_batch import Ran
+from support.in_process import train_here
 from unet_hub import UNet
 from unet_hub.app.webapp import describe_model
 from unet_hub.cli import recorded_command
@@ -27,10 +29,10 @@ from unet_hub.model.weights import transfer_weights
 MACHINE_PATH = re.compile(r"(?:^|[\s'\"(=`])(?:/(?:work|tmp|home|root|usr|mnt)\b|~/|\.\./)")
 
 
-def train_py(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
+def train_py(*args: str) -> Ran:
+    """``python train.py ARGS``, run in this process (support.in_process: the same
+    ``sys.argv``, so the card records the same command; no Python and torch start-up)."""
+    return train_here(*args)
 
 
 def card_yaml(folder: Path) -> dict:
@@ -92,6 +94,10 @@ def test_a_trained_card_names_the_data_set_not_its_folder(named_run):
     training = meta["unet_hub"]["training"]
     assert training["data"] == "Tiny EM (3 images)"
     assert training["command"].startswith("train.py --data DATA --out OUT")
+    # the hardware, so the exact recipe can be reproduced: here a CPU run of this torch
+    assert training["hardware"].startswith(f"CPU ({platform.machine()}, ")
+    assert training["hardware"].endswith(f"threads), torch {torch.__version__.split('+')[0]}")
+    assert f"- hardware: {training['hardware']}" in card
 
 
 def test_without_a_name_the_data_folders_own_name_is_used(tmp_path):
@@ -108,7 +114,7 @@ def test_without_a_name_the_data_folders_own_name_is_used(tmp_path):
 # -- --init-from -------------------------------------------------------------------------
 
 
-def fine_tune(out: Path, *more: str) -> subprocess.CompletedProcess:
+def fine_tune(out: Path, *more: str) -> Ran:
     return train_py(
         *("--data", str(SAMPLE / "train"), "--out", str(out), "--epochs", "1"),
         *("--image-size", "64", "--base-channels", "16", "--val-fraction", "0.25"),
@@ -265,3 +271,23 @@ def test_transfer_refuses_a_source_without_a_layer_of_the_target():
     with pytest.raises(ConfigError) as error:
         transfer_weights(target, source, "src")
     assert str(error.value) == "src: has no layer up1.up.weight; it is not a U-Net of this kind"
+
+
+def test_no_committed_file_a_user_reads_names_a_path_of_this_machine():
+    """README, cards, examples' notes and the committed benchmark results are read by
+    users (and results are written by scripts that once recorded absolute paths)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "README.md", "model_card.md", "examples", "unet_hub/pretrained",
+         "benchmarks/results"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    read = [f for f in listed if f.endswith((".md", ".json"))]
+    assert "benchmarks/results/equal_budget.md" in read and "README.md" in read
+    # `~/.cache/...` is every user's default, not this machine's path
+    machine = re.compile(r"(?:^|[\s'\"(=`])(?:/(?:work|tmp|home|root|mnt)\b|\.\./shared)")
+    offending = {
+        name: match.group(0)
+        for name in read
+        if (match := machine.search((ROOT / name).read_text(encoding="utf-8")))
+    }
+    assert not offending

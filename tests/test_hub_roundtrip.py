@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -30,6 +32,7 @@ from support import ClosingPort, free_port
 from support.local_hub import LocalHub, Repo, client_env
 from unet_hub import UNet
 from unet_hub.cli import recorded_command
+from unet_hub.files import BUNDLED_MODEL
 from unet_hub.hub.cards import card_kwargs, load_model_card
 from unet_hub.model.save import save_model_folder
 
@@ -415,6 +418,114 @@ def test_private_repo_needs_its_owners_token(hub: LocalHub, home: Home, trained:
         assert result[who].startswith("alice/secret: no such model folder or Hub repo (if the")
         assert "HF_TOKEN" in result[who]
     assert result["alice"] == result["local"]
+
+
+def test_predict_with_a_revision_uses_that_revision(
+    hub: LocalHub, home: Home, tmp_path: Path
+) -> None:
+    """``unet-hub predict REPO IMAGE --out DIR --revision REV`` with a commit sha and with a
+    branch: alice/thresholds holds the bundled model at threshold 0.3 in its first commit
+    and at 0.9 on main and on the branch "dev" (different configs, different masks)."""
+    from unet_hub import predict_mask, read_image
+
+    image = IMAGES[0]
+    folders = {}
+    for threshold in (0.3, 0.9):
+        model = UNet.from_pretrained(BUNDLED_MODEL)
+        model.update_config(threshold=threshold)
+        folders[threshold] = save_model_folder(model, tmp_path / f"at-{threshold}")
+    expected = {  # the mask of each model, from its local folder
+        t: predict_mask(UNet.from_pretrained(f), read_image(image)) for t, f in folders.items()
+    }
+    assert not np.array_equal(expected[0.3], expected[0.9])
+    outs = {rev: tmp_path / "masks" / rev for rev in ("first", "dev", "main")}
+    # pushed with the library, then `unet-hub predict` as the console script runs it
+    # (cli.main), in one process with an empty cache
+    result = python(
+        """
+        from unet_hub.cli import main
+        from unet_hub.hub.publish import push_model_folder
+
+        first = push_model_folder(P["low"], "alice/thresholds").oid
+        push_model_folder(P["high"], "alice/thresholds", revision="dev")
+        push_model_folder(P["high"], "alice/thresholds")
+        revisions = {"first": ["--revision", first], "dev": ["--revision", "dev"], "main": []}
+        out({rev: main(["predict", "alice/thresholds", P["image"], "--out", P["outs"][rev],
+                        *revisions[rev]]) for rev in revisions})
+        """,
+        hub_env(hub.url, home(), token=ALICE),
+        low=str(folders[0.3]),
+        high=str(folders[0.9]),
+        image=image,
+        outs={rev: str(out) for rev, out in outs.items()},
+    )
+    assert result == {"first": 0, "dev": 0, "main": 0}
+    for rev, threshold in (("first", 0.3), ("dev", 0.9), ("main", 0.9)):
+        written = cv2.imread(str(outs[rev] / Path(image).name), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(written, expected[threshold]), rev
+
+
+def test_a_failed_push_after_training_gives_the_command_to_retry(
+    hub: LocalHub, home: Home, tmp_path: Path
+) -> None:
+    """The token is good (checked before training), but alice may not create a repo under
+    bob, so the push after training fails: the model stays in --out, and the message's
+    ``unet-hub push`` command, run as printed with bob's token, publishes it privately,
+    as the training asked."""
+    out = tmp_path / "my run"  # a space: the printed command must still run as copied
+    args = ["train.py", "--data", "examples/isbi2012/train", "--out", str(out)]
+    args += ["--image-size", "32", "--base-channels", "2", "--epochs", "1"]
+    failed = run(
+        [*args, "--push-to-hub", "bob/retried", "--hub-private"], hub_env(hub.url, home(), ALICE)
+    )
+    assert failed.returncode == 2
+    assert "bob/retried: your token may not write to this repo" in failed.error_line
+    assert f"the model is saved in {out}/; push it later with `" in failed.error_line
+    command = failed.error_line.split("push it later with `")[1].split("`")[0]
+    assert shlex.split(command) == ["unet-hub", "push", str(out), "bob/retried", "--private"]
+    assert Repo(hub.root, "model", "bob/retried").meta() is None  # nothing was pushed
+    retried = cli(*shlex.split(command)[1:], env=hub_env(hub.url, home(), BOB))
+    assert retried.returncode == 0, retried.stderr
+    assert Repo(hub.root, "model", "bob/retried").meta()["private"]
+    files = stored_files(hub, "bob/retried")
+    for name in ("config.json", "model.safetensors", "training_log.csv"):
+        assert files[name] == (out / name).read_bytes(), name
+
+
+def test_private_applies_only_when_the_push_creates_the_repo(
+    hub: LocalHub, home: Home, trained: Trained
+) -> None:
+    """``unet-hub push --private`` makes a new repo private; pushing again, with or
+    without it, leaves an existing repo as it is (private stays private, public public)."""
+    pushes = [
+        ("alice/private-first", ["--private"]),
+        ("alice/private-first", []),
+        ("alice/public-first", []),
+        ("alice/public-first", ["--private"]),
+    ]
+    # `unet-hub push` as the console script runs it (cli.main), four times in one process
+    result = python(
+        """
+        from unet_hub.cli import main
+
+        seen = []
+        for repo, flags in P["pushes"]:
+            assert main(["push", P["folder"], repo, *flags]) == 0
+            seen.append(api.model_info(repo).private)
+        out(seen)
+        """,
+        hub_env(hub.url, home(), token=ALICE),
+        folder=str(trained.folder),
+        pushes=pushes,
+    )
+    assert result == [True, True, False, False]
+    assert Repo(hub.root, "model", "alice/private-first").meta()["private"]
+    assert not Repo(hub.root, "model", "alice/public-first").meta()["private"]
+    commits = [
+        Repo(hub.root, "model", r).commit(Repo(hub.root, "model", r).resolve("main"))
+        for r in ("alice/private-first", "alice/public-first")
+    ]
+    assert all(len(c["parents"]) == 1 for c in commits)  # each second push is a commit
 
 
 # -- errors a user meets: one `error:` line, exit code 2, fast -------------------------------

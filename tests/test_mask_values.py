@@ -4,15 +4,15 @@ and written back by predict; a value of no class names its file."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, SAMPLE, write_image
+from conftest import SAMPLE, write_image
+from support.cli_batch import Ran
+from support.in_process import cli_here, train_here
 from unet_hub import UNet
 from unet_hub.data.mask_values import (
     discover_mask_values,
@@ -26,10 +26,13 @@ from unet_hub.errors import ConfigError, DataError
 RED, GREEN, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 0)
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
+def run(*args: str) -> Ran:
+    """``python train.py ARGS`` or ``python -m unet_hub.cli ARGS``, run in this process
+    (support.in_process: no Python and torch start-up per command)."""
+    if args[0] == "train.py":
+        return train_here(*args[1:])
+    assert args[:2] == ("-m", "unet_hub.cli"), args
+    return cli_here(*args[2:])
 
 
 def test_grey_levels_are_found_and_sorted(tmp_path):

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT, SAMPLE
+from support import in_process
 from unet_hub import UNet
 from unet_hub.evaluate.evaluator import Evaluation
 from unet_hub.train.distill import soft_target_loss
@@ -102,22 +103,29 @@ def test_a_killed_ema_run_resumes_to_the_same_weights(ema_run, tmp_path):
             torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
 
 
+def train_here(*args: str) -> tuple[int, str]:
+    """``python train.py ARGS`` run in this process (support.in_process, no Python and
+    torch start-up): its exit code and stderr."""
+    ran = in_process.train_here(*args)
+    return ran.returncode, ran.stderr
+
+
 def test_a_student_learns_from_a_teacher_named_in_its_card(tmp_path):
     teacher = tmp_path / "wide-teacher"
-    taught = train_py(*TINY, "--base-channels", "4", "--epochs", "1", "--out", str(teacher))
-    assert taught.returncode == 0, taught.stderr
+    code, err = train_here(*TINY, "--base-channels", "4", "--epochs", "1", "--out", str(teacher))
+    assert code == 0, err
     student = tmp_path / "student"
-    result = train_py(
+    code, err = train_here(
         *TINY, "--base-channels", "2", "--epochs", "1", "--out", str(student),
         "--teacher", str(teacher), "--distill-weight", "0.7",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    assert code == 0, err
     card = (student / "README.md").read_text()
     assert "distilled from wide-teacher (weight 0.7)" in card
     assert str(tmp_path) not in card
-    other = train_py(
+    code, err = train_here(
         *TINY, "--base-channels", "2", "--epochs", "1", "--out", str(tmp_path / "o"),
         "--teacher", str(teacher), "--n-channels", "3",
     )  # fmt: skip
-    assert other.returncode == 2
-    assert "its n_channels is 1, the student's is 3" in other.stderr
+    assert code == 2
+    assert "its n_channels is 1, the student's is 3" in err

@@ -32,6 +32,7 @@ README's commands write is ignored by git.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -368,21 +369,22 @@ def run_script(block: Block, code: str, newcomer: Newcomer, env: dict) -> None:
         )
 
 
-#: Parses each argv with the real command line (unet_hub.cli.build_parser), in one process.
+#: Parses each argv with the real command line (unet_hub.cli.build_parser), in one process:
+#: takes ``[[key, argv], ...]``, prints ``{key: [refusal, ...]}`` as JSON.
 PARSE_ARGS = """
 import contextlib, io, json, sys
 from unet_hub.cli import build_parser
-failures = []
-for argv in json.loads(sys.argv[1]):
+refused = {}
+for key, argv in json.loads(sys.argv[1]):
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             build_parser().parse_args(argv)
     except SystemExit as exit:
         if exit.code:
-            failures.append(f"unet-hub {' '.join(argv)}\\n  {err.getvalue().strip()}")
-print("\\n".join(failures))
-sys.exit(1 if failures else 0)
+            why = err.getvalue().strip()
+            refused.setdefault(key, []).append(f"unet-hub {' '.join(argv)}\\n  {why}")
+print(json.dumps(refused))
 """
 
 
@@ -395,22 +397,56 @@ def project_argv(words: list[str]) -> list[str] | None:
     return None
 
 
-def check_block(block: Block, newcomer: Newcomer) -> None:
+def block_commands(block: Block) -> list[list[str]]:
+    """The words of each command of a shell block, without `VAR=value` prefixes; the
+    usage notation `[--option VALUE]` for an optional part is not typed."""
+    commands = []
+    for command in shell_commands(re.sub(r"\s\[[^\]\n]*\]", "", block.code)):
+        words = shlex.split(command)
+        while words and re.fullmatch(r"\w+=\S*", words[0]):
+            words = words[1:]  # VAR=value before the command
+        if words:
+            commands.append(words)
+    return commands
+
+
+def refused_by_the_parser(argvs: dict[str, list[list[str]]], newcomer: Newcomer) -> dict:
+    """``{key: [refusal, ...]}`` for the argvs of each key the real parser refuses, all
+    parsed in one Python process (one start-up, not one a block)."""
+    pairs = [[key, argv] for key, key_argvs in argvs.items() for argv in key_argvs]
+    if not pairs:
+        return {}
+    argv = [sys.executable, "-c", PARSE_ARGS, json.dumps(pairs)]
+    done = subprocess.run(
+        argv, cwd=newcomer.clone, env=newcomer.env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, f"parsing the README's commands failed:\n{done.stderr[-2000:]}"
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def parser_verdicts(newcomer: Newcomer) -> dict[str, list[str]]:
+    """What the real parser refuses of every `check` block's commands, by block line."""
+    argvs = {}
+    for block in BLOCKS:
+        if block.lang in SHELLS and (block.marker or "").split("\n")[0].strip() == "check":
+            with contextlib.suppress(ValueError):  # unparseable: its own check reports it
+                commands = block_commands(block)
+                argvs[str(block.line)] = [a for w in commands if (a := project_argv(w)) is not None]
+    return refused_by_the_parser(argvs, newcomer)
+
+
+def check_block(block: Block, newcomer: Newcomer, verdicts: dict | None = None) -> None:
     """Syntax only: it parses, its programs and scripts exist, and every `unet-hub` or
-    `train.py` command's options are accepted by the real parser (nothing runs)."""
+    `train.py` command's options are accepted by the real parser (nothing runs).
+    ``verdicts``: the parser's, from `parser_verdicts`; without them, parsed here."""
     if block.lang in PYTHONS:
         compile(block.code, block.name, "exec")
         return
     done = subprocess.run(["bash", "-n"], input=block.code, capture_output=True, text=True)
     assert done.returncode == 0, f"{block.name}: bash -n says\n{done.stderr}"
     argvs = []
-    # `[--option VALUE]` is the usage notation for an optional part: not typed.
-    for command in shell_commands(re.sub(r"\s\[[^\]\n]*\]", "", block.code)):
-        words = shlex.split(command)
-        while words and re.fullmatch(r"\w+=\S*", words[0]):
-            words = words[1:]  # VAR=value before the command
-        if not words:
-            continue
+    for words in block_commands(block):
         assert shutil.which(words[0], path=newcomer.env["PATH"]) or words[0] in {"export", "cd"}, (
             f"{block.name}: `{words[0]}` is not a command of the set-up's environment"
         )
@@ -418,14 +454,10 @@ def check_block(block: Block, newcomer: Newcomer) -> None:
             assert (newcomer.clone / script).is_file(), f"{block.name}: no such script {script}"
         if (argv := project_argv(words)) is not None:
             argvs.append(argv)
-    if argvs:
-        argv = [sys.executable, "-c", PARSE_ARGS, json.dumps(argvs)]
-        done = subprocess.run(
-            argv, cwd=newcomer.clone, env=newcomer.env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, (
-            f"{block.name}: the command line refuses\n{done.stdout}{done.stderr[-2000:]}"
-        )
+    if verdicts is None:
+        verdicts = refused_by_the_parser({str(block.line): argvs}, newcomer)
+    refused = verdicts.get(str(block.line), [])
+    assert not refused, f"{block.name}: the command line refuses\n" + "\n".join(refused)
 
 
 def seed_hub(hub: LocalHub, repos: list[str], env: dict, newcomer: Newcomer) -> None:
@@ -440,10 +472,12 @@ BLOCKS = readme_blocks(README.read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=lambda b: f"line{b.line}")
-def test_readme_block_runs(block: Block, newcomer: Newcomer, servers: list, tmp_path: Path) -> None:
+def test_readme_block_runs(
+    block: Block, newcomer: Newcomer, servers: list, tmp_path: Path, request
+) -> None:
     policy = parse_policy(block)
     if policy.kind == "check":
-        check_block(block, newcomer)
+        check_block(block, newcomer, request.getfixturevalue("parser_verdicts"))
         return
     port = free_port()
     code = apply_replacements(block, policy, port)

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import ROOT
+from support import in_process
 from unet_hub import UNet
 from unet_hub.files import CHECKPOINT_NAME
 from unet_hub.train.checkpoint import (
@@ -60,6 +61,13 @@ def train_py(*args: str, env: dict | None = None, timeout: float = 300):
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def train_here(*args: str) -> tuple[int, str]:
+    """``python train.py ARGS`` run in this process (support.in_process, no Python and
+    torch start-up): its exit code and stderr."""
+    ran = in_process.train_here(*args)
+    return ran.returncode, ran.stderr
 
 
 def log_rows(out: Path) -> list[dict]:
@@ -128,36 +136,36 @@ def test_sigkill_then_resume_finishes_like_an_uninterrupted_run(tmp_path, uninte
     assert_same_run(uninterrupted, out)
 
 
-def test_resume_keeps_the_runs_settings(tmp_path, uninterrupted):
+def test_resume_keeps_the_runs_settings(tmp_path):
     # a finished run resumed with more epochs goes on
     out = tmp_path / "more"
-    first = train_py(*TINY, "--epochs", "1", "--out", str(out))
-    assert first.returncode == 0, first.stderr
-    conflict = train_py("--resume", str(out), "--lr", "0.5", "--base-channels", "8")
-    assert conflict.returncode == 2
-    assert "--base-channels 8 differs from the run" in conflict.stderr
-    assert "Traceback" not in conflict.stderr
-    more = train_py("--resume", str(out), "--epochs", "2")
-    assert more.returncode == 0, more.stderr
+    code, err = train_here(*TINY, "--epochs", "1", "--out", str(out))
+    assert code == 0, err
+    code, err = train_here("--resume", str(out), "--lr", "0.5", "--base-channels", "8")
+    assert code == 2
+    assert "--base-channels 8 differs from the run" in err
+    assert "Traceback" not in err
+    code, err = train_here("--resume", str(out), "--epochs", "2")
+    assert code == 0, err
     assert [r["epoch"] for r in log_rows(out)] == ["1", "2"]
-    missing = train_py("--resume", str(tmp_path / "nothing"))
-    assert missing.returncode == 2 and "nothing to resume" in missing.stderr
+    code, err = train_here("--resume", str(tmp_path / "nothing"))
+    assert code == 2 and "nothing to resume" in err
 
 
 def test_an_option_given_again_counts_even_when_it_equals_its_default(tmp_path):
     """The run trained with --lr 1e-2 and adamw; 1e-5 and rmsprop are the defaults."""
     out = tmp_path / "run"
-    first = train_py(*TINY, "--epochs", "1", "--lr-schedule", "none", "--out", str(out))
-    assert first.returncode == 0, first.stderr
-    refused = train_py("--resume", str(out), "--epochs", "2", "--optimizer", "rmsprop")
-    assert refused.returncode == 2
-    assert "--optimizer rmsprop differs from the run" in refused.stderr
-    gentler = train_py("--resume", str(out), "--epochs", "2", "--lr", "1e-5")
-    assert gentler.returncode == 0, gentler.stderr
+    code, err = train_here(*TINY, "--epochs", "1", "--lr-schedule", "none", "--out", str(out))
+    assert code == 0, err
+    code, err = train_here("--resume", str(out), "--epochs", "2", "--optimizer", "rmsprop")
+    assert code == 2
+    assert "--optimizer rmsprop differs from the run" in err
+    code, err = train_here("--resume", str(out), "--epochs", "2", "--lr", "1e-5")
+    assert code == 0, err
     assert [float(r["lr"]) for r in log_rows(out)] == [1e-2, 1e-5]
 
 
-def test_ctrl_c_saves_the_model_and_says_how_to_resume(tmp_path, uninterrupted):
+def test_ctrl_c_saves_the_model_and_says_how_to_resume(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "train.py", *TINY, "--epochs", "200", "--out", str(out)],
@@ -177,19 +185,19 @@ def test_ctrl_c_saves_the_model_and_says_how_to_resume(tmp_path, uninterrupted):
     assert f"--resume {out}" in stderr
     interrupted = UNet.from_pretrained(out / "interrupted")
     assert interrupted.config["base_channels"] == 4
-    resumed = train_py("--resume", str(out), "--epochs", "3")
-    assert resumed.returncode == 0, resumed.stderr
+    code, err = train_here("--resume", str(out), "--epochs", "3")
+    assert code == 0, err
 
 
 def test_a_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     out = tmp_path / "run"
-    good = train_py(*TINY, "--epochs", "1", "--out", str(out))
-    assert good.returncode == 0, good.stderr
+    code, err = train_here(*TINY, "--epochs", "1", "--out", str(out))
+    assert code == 0, err
     before = (out / CHECKPOINT_NAME).read_bytes()
-    diverged = train_py("--resume", str(out), "--epochs", "3", "--lr", "1e30")
-    assert diverged.returncode == 2, diverged.stderr
-    assert "training diverged" in diverged.stderr
-    assert "checkpoint of epoch 1" in diverged.stderr and "Traceback" not in diverged.stderr
+    code, err = train_here("--resume", str(out), "--epochs", "3", "--lr", "1e30")
+    assert code == 2, err
+    assert "training diverged" in err
+    assert "checkpoint of epoch 1" in err and "Traceback" not in err
     assert (out / CHECKPOINT_NAME).read_bytes() == before
     assert len(log_rows(out)) == 1
 
@@ -268,21 +276,28 @@ def test_a_full_disk_leaves_the_previous_checkpoint_intact(tmp_path):
         ("save:2:INT", True),  # epoch 2 validated, before its saves: epoch 1 is on disk
     ],
 )
-def test_the_command_printed_after_ctrl_c_always_works(tmp_path, point, resumable):
+def test_the_command_printed_after_ctrl_c_always_works(tmp_path, point, resumable, monkeypatch):
+    """A real SIGINT at ``point``, in this process (train.py's ``main``, which turns the
+    KeyboardInterrupt into exit code 130); the printed command then runs as printed."""
+    from unet_hub.train import checkpoint
+
     out = tmp_path / "run"
-    stopped = train_py(*TINY, "--epochs", "3", "--out", str(out), env={"UNET_HUB_KILL_AT": point})
-    assert stopped.returncode == 130, stopped.stderr
-    assert "Traceback" not in stopped.stderr
+    monkeypatch.setenv(KILL_ENV, point)
+    monkeypatch.setattr(checkpoint, "_reached", {})  # the points counted in this run only
+    code, err = train_here(*TINY, "--epochs", "3", "--out", str(out))
+    monkeypatch.delenv(KILL_ENV)
+    assert code == 130, err
+    assert "Traceback" not in err
     assert (out / "interrupted" / "model.safetensors").is_file()
-    printed = re.search(r"with: python (train\.py --resume \S+)", stopped.stderr)
+    printed = re.search(r"with: python (train\.py --resume \S+)", err)
     if not resumable:
         assert printed is None
-        assert "no epoch was complete, so there is no checkpoint to resume from" in stopped.stderr
+        assert "no epoch was complete, so there is no checkpoint to resume from" in err
         return
-    assert "the best model (epoch 1)" in stopped.stderr
-    assert "from the end of epoch 1" in stopped.stderr
-    resumed = train_py(*shlex.split(printed.group(1))[1:])
-    assert resumed.returncode == 0, resumed.stderr
+    assert "the best model (epoch 1)" in err
+    assert "from the end of epoch 1" in err
+    code, err = train_here(*shlex.split(printed.group(1))[1:])
+    assert code == 0, err
     assert [r["epoch"] for r in log_rows(out)] == ["1", "2", "3"]
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, SAMPLE
+from support.cli_batch import Ran, run_batch
 from support.local_hub import LocalHub, client_env
 from support.space_page import (
     CHROMIUM,
@@ -80,33 +81,37 @@ def env(hub, tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory, env):
+def pushes(tmp_path_factory, env) -> tuple:
+    """A tiny model pushed as alice/tiny, then both kinds of Space pushed for it: the three
+    `unet-hub` commands in one Python process (support.cli_batch: each as if alone)."""
     model = spread_model(GREY)
     folder = tmp_path_factory.mktemp("model") / "tiny"
     model.save_pretrained(folder)
-    assert cli("push", str(folder), "alice/tiny", env=env).returncode == 0
-    return model, folder
+    runs = run_batch(
+        {
+            "model": ["push", str(folder), "alice/tiny"],
+            "static": ["space", "push", "alice/tiny", "alice/tiny-browser", "--kind", "static",
+                       *TILING],
+            "gradio": ["space", "push", "alice/tiny", "alice/tiny-app", "--kind", "gradio",
+                       "--hardware", "zero-a10g"],
+        },
+        cwd=ROOT,
+        env=env,
+    )  # fmt: skip
+    for name, run in runs.items():
+        assert run.returncode == 0, (name, run.stderr)
+    return (model, folder), runs
 
 
 @pytest.fixture(scope="module")
-def pushed(model, env) -> dict[str, subprocess.CompletedProcess]:
-    static = cli(
-        "space", "push", "alice/tiny", "alice/tiny-browser", "--kind", "static", *TILING, env=env
-    )
-    gradio = cli(
-        "space",
-        "push",
-        "alice/tiny",
-        "alice/tiny-app",
-        "--kind",
-        "gradio",
-        "--hardware",
-        "zero-a10g",
-        env=env,
-    )
-    assert static.returncode == 0, static.stderr
-    assert gradio.returncode == 0, gradio.stderr
-    return {"static": static, "gradio": gradio}
+def model(pushes):
+    """The model and its folder, pushed as alice/tiny."""
+    return pushes[0]
+
+
+@pytest.fixture(scope="module")
+def pushed(pushes) -> dict[str, Ran]:
+    return {"static": pushes[1]["static"], "gradio": pushes[1]["gradio"]}
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The ``unet-hub`` command line: ``train``, ``predict``, ``evaluate`` and ``push``.
+"""The ``unet-hub`` command line: train, predict, evaluate, export, push, fetch-data, space.
 
 Each sub-command parses its arguments, calls one library function and reports the
 result; a ``UNetHubError`` is shown as one ``error:`` line, never as a traceback.
@@ -201,7 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="resize images and masks to this square size first, as train's --image-size",
     )
-    _add_instance_options(evaluate, "also score the objects (one-class models): Rand and VI")
+    _add_instance_options(
+        evaluate,
+        "also score the objects (one-class models): Rand and VI (default: when the model "
+        "recommends a watershed or a minimum object size)",
+    )
     _add_max_pixels_option(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
@@ -242,10 +246,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="Hub token with write access (default: HF_TOKEN, else the `hf auth login` one)",
     )
     push.set_defaults(handler=_push)
+    _add_fetch_command(sub, fmt)
     from unet_hub.space.cli import add_space_command
 
     add_space_command(sub, fmt)  # unet-hub space build|push (unet_hub/space/cli.py)
     return parser
+
+
+def _add_fetch_command(sub: argparse._SubParsersAction, fmt: type[argparse.HelpFormatter]) -> None:
+    from unet_hub.data.fetch import DATASETS, RETRIES
+
+    fetch = sub.add_parser(
+        "fetch-data",
+        help="download a public data set (ISBI 2012) into the layout training reads",
+        description="Download a public data set, check every file and lay it out as "
+        "DIR/train/images, DIR/train/masks and DIR/test/images, with its source, licence and "
+        "citations in DIR/ATTRIBUTION.md. Needs internet access to GitHub, or UNET_HUB_DATA_URL "
+        "set to a mirror of the same files. A re-run downloads only what is missing.",
+        formatter_class=fmt,
+    )
+    fetch.add_argument("dataset", choices=tuple(DATASETS), help="the data set")
+    fetch.add_argument("folder", type=Path, metavar="DIR", help="where to put it")
+    fetch.add_argument(
+        "--retries",
+        type=_whole_number,
+        default=RETRIES,
+        metavar="N",
+        help="try a failed download N more times (network errors, HTTP 5xx), waiting longer "
+        "each time",
+    )
+    fetch.set_defaults(handler=_fetch_data)
 
 
 def _given_train_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -314,6 +344,13 @@ def _add_predict_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _whole_number(text: str) -> int:
+    """A whole number, 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a whole number (0 or more): {text!r}")
+    return int(text)
+
+
 def _pixel_count(text: str) -> int:
     """``--min-size``: a whole number of pixels, 0 or more."""
     if not text.isdigit():
@@ -339,16 +376,26 @@ def _add_instance_options(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def _instance_options(args: argparse.Namespace, config: UNetConfig) -> InstanceOptions | None:
+def _instance_options(
+    args: argparse.Namespace, config: UNetConfig, by_default: bool = False
+) -> InstanceOptions | None:
     """The object options of a command line, defaulting to what the model recommends;
-    None without --instances (or an option that implies it)."""
+    None without --instances (or an option that implies it), unless ``by_default``."""
     from unet_hub.infer.instances import InstanceOptions
 
-    if not (args.instances or args.watershed or (args.min_size or 0) > 0):
+    asked = args.instances or args.watershed or (args.min_size or 0) > 0
+    if not (asked or by_default):
         return None
     watershed = config.watershed if args.watershed is None else args.watershed
     min_size = config.min_size if args.min_size is None else args.min_size
+    if not asked and not (watershed or min_size > 0):
+        return None  # the recommended post-processing was turned off: plain scores only
     return InstanceOptions(watershed=watershed, min_size=min_size)
+
+
+def _recommends_objects(config: UNetConfig) -> bool:
+    """Whether a one-class model's config recommends splitting or cleaning its objects."""
+    return config.n_classes == 1 and (config.watershed or config.min_size > 0)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -401,6 +448,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from unet_hub.data.pairs import find_pairs, select_stems
     from unet_hub.evaluate.evaluator import evaluate_pairs
+    from unet_hub.evaluate.seen import seen_note
     from unet_hub.infer.segment import resolve_device
     from unet_hub.model.unet import UNet
 
@@ -417,9 +465,14 @@ def _evaluate(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             tta=args.tta,
             max_pixels=args.max_pixels,
-            instances=_instance_options(args, model.config),
+            # a model that recommends object post-processing is scored with it too,
+            # so evaluate prints the figures its card gives
+            instances=_instance_options(args, model.config, _recommends_objects(model.config)),
         )
     print(evaluation.table())
+    note = seen_note(args.model, [image for image, _ in pairs])
+    if note:
+        print(note)
     if args.out is not None:
         print(f"metrics: {evaluation.write_json(args.out)}")
     return 0
@@ -450,6 +503,13 @@ def _push(args: argparse.Namespace) -> int:
     )
     print(f"pushed {args.model_dir} to {args.repo_id} ({args.revision or 'main'}): {commit.oid}")
     print(commit.commit_url)
+    return 0
+
+
+def _fetch_data(args: argparse.Namespace) -> int:
+    from unet_hub.data.fetch import fetch_dataset
+
+    print(fetch_dataset(args.dataset, args.folder, retries=args.retries).summary())
     return 0
 
 

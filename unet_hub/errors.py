@@ -24,3 +24,7 @@ class ImageReadError(UNetHubError):
 
 class DataError(UNetHubError):
     """A training or evaluation data folder is unusable."""
+
+
+class DownloadError(UNetHubError):
+    """A data set file cannot be downloaded, or what was downloaded is not what it should be."""

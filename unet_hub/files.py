@@ -46,3 +46,7 @@ EXAMPLES_DIR = PACKAGE_DIR.parent / "examples" / "isbi2012" / "test"
 OBJECTS_NAME = "objects.csv"
 #: A label image is named after its mask: ``<stem>_labels.png`` beside ``<stem>.png``.
 LABELS_SUFFIX = "_labels"
+
+#: Written by `unet-hub fetch-data` into the data folder: where the files come from, their
+#: licence and what to cite.
+DATA_ATTRIBUTION_NAME = "ATTRIBUTION.md"

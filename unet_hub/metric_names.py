@@ -12,6 +12,9 @@ RAND_ERROR = "adapted Rand error"
 VI = "variation of information"
 #: How the names of the scores after border thinning say so.
 THINNED = "(thinned borders)"
+#: How the names of the scores of objects (after the model's post-processing) say so:
+#: ``adapted Rand error, objects by watershed``.
+OBJECTS_BY = ", objects by "
 
 TRAIN_LOSS = "training loss (epoch mean)"
 VALIDATION = "validation"
@@ -33,12 +36,31 @@ def on_validation(metric: str) -> str:
 
 def headline_scores(card_metrics: dict[str, float]) -> dict[str, float]:
     """The scores a page shows of a model card's metrics, named without "validation":
-    Dice and IoU of each class, pixel error and adapted Rand error at the model's
-    threshold (not the thinned or swept ones; the card has them all)."""
+    Dice and IoU of each class, pixel error, the challenge's pixel error, and the adapted
+    Rand error strict, after border thinning (as the ISBI challenge ranks) and with the
+    objects the model recommends, all at the model's threshold (not the swept ones; the
+    card has them all)."""
     scores = {k.removeprefix(f"{VALIDATION} "): v for k, v in card_metrics.items()}
     return {k: v for k, v in scores.items() if _is_headline(k)}
 
 
 def _is_headline(name: str) -> bool:
     per_class = name.startswith((f"{DICE} (", f"{IOU} ("))
-    return per_class or name in (PIXEL_ERROR, RAND_ERROR)
+    rand = (RAND_ERROR, f"{RAND_ERROR} {THINNED}")
+    objects = name.startswith(rand) and OBJECTS_BY in name
+    # the challenge's pixel error is at its own best threshold, which its name gives
+    return (
+        per_class
+        or objects
+        or name.startswith(CHALLENGE_PIXEL_ERROR)
+        or name
+        in (
+            PIXEL_ERROR,
+            *rand,
+        )
+    )
+
+
+def of_objects(metric: str, how: str) -> str:
+    """The name of a score of the objects made ``how`` (e.g. "watershed")."""
+    return f"{metric}{OBJECTS_BY}{how}"

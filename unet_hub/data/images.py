@@ -115,6 +115,12 @@ def _header(path: Path) -> tuple[str, int, int, int]:
     raise ImageReadError(f"{path}: this is {kind}, not an image; give a {SUPPORTED} file")
 
 
+def image_pixels(path: str | Path) -> int:
+    """The pixel count (height × width) of an image file, from its header alone."""
+    _, width, height, _ = _header(Path(path))
+    return width * height
+
+
 def check_image_file(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> str:
     """The one gate in front of every image decoder; returns the file's format.
 

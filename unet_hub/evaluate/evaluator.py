@@ -164,7 +164,8 @@ class Evaluation:
                 rows.append((name, value, getattr(self, at) if at else t))
         if self.objects_scores is not None:
             for key, name in OBJECT_ROWS.items():
-                rows.append((f"{name}, objects by {self.objects}", self.objects_scores[key], t))
+                name = metric_names.of_objects(name, self.objects)
+                rows.append((name, self.objects_scores[key], t))
         return rows
 
     def table(self) -> str:

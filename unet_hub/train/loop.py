@@ -15,6 +15,8 @@ and a wall-clock budget.
 from __future__ import annotations
 
 import math
+import platform
+import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -310,8 +312,20 @@ def _set_up(cfg: TrainConfig, accelerator: Accelerator, command: str | None) -> 
         _restore(run, *resumed)
     run.state.commands.append(command or "")
     run.facts = _card_facts(cfg, train_set, val_set, run.state.commands)
+    run.facts.hardware = describe_hardware(accelerator.device, accelerator.num_processes)
     run.folder.start(run.state.history)
     return run
+
+
+def describe_hardware(device: torch.device, processes: int = 1) -> str:
+    """What trained the model, in words for its card: the accelerator (or the CPU's
+    architecture and threads), the number of processes, and torch's version."""
+    if device.type == "cuda":
+        what = torch.cuda.get_device_name(device)
+    else:
+        what = f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+    count = f"{processes} × " if processes > 1 else ""
+    return f"{count}{what}, torch {torch.__version__.split('+')[0]}"
 
 
 def _restore(run: Run, tensors: dict[str, torch.Tensor], saved: dict[str, Any]) -> None:
@@ -502,10 +516,12 @@ def _push(out: Path, cfg: TrainConfig) -> CommitInfo:
     try:
         return push_model_folder(out, repo, private=private)
     except UNetHubError as e:
-        flag = " --private" if private else ""
+        # quoted, so that the command runs as copied even when the folder has spaces
+        command = shlex.join(
+            ["unet-hub", "push", str(out), repo, *(["--private"] if private else [])]
+        )
         raise HubError(
-            f"{e} (the model is saved in {out}/; push it later with "
-            f"`unet-hub push {out} {repo}{flag}`)"
+            f"{e} (the model is saved in {out}/; push it later with `{command}`)"
         ) from None
 
 

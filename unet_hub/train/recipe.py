@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unet_hub.data.images import read_image, to_channels
+from unet_hub.data.images import image_pixels, read_image, to_channels
 from unet_hub.data.masks import mask_to_target, read_mask
 from unet_hub.data.pairs import Pair
 from unet_hub.infer.segment import resolve_device
@@ -34,6 +34,10 @@ LARGEST_CROP = 256
 MAX_BATCH = 8
 #: Optimisation steps per epoch (then validation): often enough to follow the run.
 STEPS_PER_EPOCH = 16
+#: ... and at least this many per validation megapixel: validating a megapixel (the
+#: network over it, then Dice, Rand and VI) costs about as much as 2-3 training steps
+#: on a CPU, so an epoch then spends about four fifths of its time training.
+STEPS_PER_VALIDATION_MEGAPIXEL = 10
 #: Foreground fractions outside [IMBALANCED, 1 - IMBALANCED] add a Dice term to the loss.
 IMBALANCED = 0.25
 #: The time budget: minutes per training megapixel, within [MIN_MINUTES, MAX_MINUTES].
@@ -62,6 +66,7 @@ class DataProfile:
 
     images: list[ImageFacts]
     n_train: int  # training pairs (profiled or not)
+    val_megapixels: float = 0.0  # of all the validation images
 
     @property
     def min_side(self) -> int:
@@ -256,13 +261,16 @@ def _choose_sampling(profile: DataProfile, given: dict[str, Any], choice: Choice
         return
     batch = int(max(1, min(MAX_BATCH, PIXELS_PER_STEP // (crop * crop))))
     sizes = "images of several sizes" if len(profile.sizes) > 1 else "the images"
+    steps = max(STEPS_PER_EPOCH, math.ceil(STEPS_PER_VALIDATION_MEGAPIXEL * profile.val_megapixels))
     choice.set(
         given,
         f"random {crop}-px crops of {sizes} (the smallest side is {profile.min_side} px) "
-        f"let {batch} images share a step; prediction still sees whole images",
+        f"let {batch} images share a step; prediction still sees whole images; "
+        f"{steps} steps per epoch, so that validating {profile.val_megapixels:.1f} "
+        "megapixels takes a small part of each epoch",
         crop_size=crop,
         batch_size=batch,
-        samples_per_epoch=max(profile.n_train, STEPS_PER_EPOCH * batch),
+        samples_per_epoch=max(profile.n_train, steps * batch),
     )
 
 
@@ -306,8 +314,9 @@ def auto_config(given: dict[str, Any]) -> tuple[TrainConfig, Choice, DataProfile
     ``data`` among them): the chosen options, the given ones over them; the choice's
     summary is added to the model card's notes."""
     base = TrainConfig.from_options(given)
-    train_pairs, _ = split_pairs(base.data)
+    train_pairs, val_pairs = split_pairs(base.data)
     profile = profile_data(train_pairs, base.model.n_classes)
+    profile.val_megapixels = sum(image_pixels(image) for image, _ in val_pairs) / 1e6
     device = base.system.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -93,6 +93,7 @@ class CardFacts:
     dataset_id: str | None = None  # a Hub dataset id, linked from the card
     base_model: str | None = None  # the Hub model it was fine-tuned from (--init-from)
     init_from: str | None = None  # the same in words, also for a local folder
+    hardware: str | None = None  # e.g. "NVIDIA H200, torch 2.11.0" (the card's exact recipe)
 
     def card_kwargs(self) -> dict[str, Any]:
         """What a saved model's card needs besides its metrics and training facts."""
@@ -117,6 +118,8 @@ class CardFacts:
             facts["curve"] = self.curve
         if self.init_from:
             facts["init_from"] = self.init_from
+        if self.hardware:
+            facts["hardware"] = self.hardware
         return facts | {"epoch": epoch, "selected": selected, **more}
 
     def best(self, epoch: int) -> dict[str, Any]:
