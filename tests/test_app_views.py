@@ -8,13 +8,16 @@ from __future__ import annotations
 import time
 
 import cv2
+import gradio as gr
 import numpy as np
 import pytest
 from test_app import CHROMIUM, CHROMIUM_ARGS, _chromium_or_skip
 
 from support import free_port
 from unet_hub import UNet, read_image, segment
+from unet_hub.app import threshold as app_threshold
 from unet_hub.app import webapp
+from unet_hub.app.results import Result, ResultStore
 from unet_hub.files import BUNDLED_MODEL, EXAMPLES_DIR
 from unet_hub.infer.segment import mask_from_probabilities
 from unet_hub.infer.visualize import display_image, overlay, probability_map
@@ -43,7 +46,7 @@ def counted_app():
         return overlays[-1]
 
     mp.setattr(webapp, "segmenter", counting_segmenter)
-    mp.setattr(webapp, "overlay", kept_overlay)
+    mp.setattr(app_threshold, "overlay", kept_overlay)
     model = UNet.from_pretrained(BUNDLED_MODEL)
     app = webapp.build_app(model, str(BUNDLED_MODEL))
     port = free_port()
@@ -122,3 +125,73 @@ def test_slider_move_redraws_every_view_at_the_new_threshold_without_rerunning(c
     assert np.array_equal(shown_overlay, expected_overlay)
     assert np.array_equal(prob, probability_map(probabilities))
     assert len(runs) == 1  # the slider redrew from the kept probabilities
+
+
+# -- the slider's logic, in process (unet_hub.app.threshold) ------------------------------
+
+
+@pytest.mark.parametrize("value", [0.01, 0.5, 0.99, np.float64(0.3)])
+def test_a_threshold_in_the_sliders_range_is_taken_as_a_float(value):
+    taken = app_threshold.checked_threshold(value)
+    assert taken == value and type(taken) is float
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        (0.0, "0.0"), (0.009, "0.009"), (0.991, "0.991"), (1, "1"), (float("nan"), "nan"),
+        (float("inf"), "inf"), ("0.5", "'0.5'"), (True, "True"), (None, "None"),
+        ("9" * 50, "'" + "9" * 39),
+    ],
+)  # fmt: skip
+def test_a_threshold_outside_the_slider_is_one_line_naming_the_range(value, shown):
+    with pytest.raises(gr.Error) as error:
+        app_threshold.checked_threshold(value)
+    assert error.value.message == f"The threshold must be a number from 0.01 to 0.99; got {shown}."
+
+
+def _kept(probabilities: np.ndarray) -> tuple[ResultStore, str]:
+    picture = np.full((*probabilities.shape[-2:], 3), 100, np.uint8)
+    store = ResultStore(max_bytes=10**6)
+    return store, store.put(Result(probabilities, picture))
+
+
+ONE_CLASS = np.array([[0.1, 0.3], [0.5, 0.7]], np.float32)
+
+
+def test_the_mask_is_redrawn_at_each_threshold_from_the_kept_probabilities():
+    store, key = _kept(ONE_CLASS)
+    assert app_threshold.mask_at(store, key, 0.2).tolist() == [[0, 255], [255, 255]]
+    assert app_threshold.mask_at(store, key, 0.6).tolist() == [[0, 0], [0, 255]]
+    assert app_threshold.mask_at(store, None, 0.6) is None  # nothing segmented yet
+    with pytest.raises(gr.Error) as error:
+        app_threshold.mask_at(store, "dropped", 0.6)
+    assert error.value.message == app_threshold.EXPIRED
+    assert "press Segment again" in app_threshold.EXPIRED
+    with pytest.raises(gr.Error, match="threshold must be"):
+        app_threshold.mask_at(store, None, 2.0)  # checked even before any run
+
+
+def test_the_views_are_drawn_at_the_sliders_threshold():
+    store, key = _kept(ONE_CLASS)
+    picture = store.get(key).picture
+    for threshold in (0.2, 0.6):
+        drawn, prob = app_threshold.views_at(store, key, threshold, one_class=True)
+        labels = (threshold < ONE_CLASS).astype(np.uint8)
+        assert np.array_equal(drawn, overlay(picture, labels))
+        assert np.array_equal(prob, probability_map(ONE_CLASS))
+    assert app_threshold.views_at(store, "dropped", 0.5, one_class=True) == (None, None)
+    with pytest.raises(gr.Error, match="threshold must be"):
+        app_threshold.views_at(store, key, 0.0, one_class=True)
+
+
+def test_the_views_of_several_classes_show_the_winning_class_and_its_probability():
+    classes = np.array(
+        [[[0.7, 0.1], [0.2, 0.3]], [[0.2, 0.8], [0.1, 0.3]], [[0.1, 0.1], [0.7, 0.4]]],
+        np.float32,
+    )
+    store, key = _kept(classes)
+    drawn, prob = app_threshold.views_at(store, key, 0.5, one_class=False)
+    picture = store.get(key).picture
+    assert np.array_equal(drawn, overlay(picture, np.array([[0, 1], [2, 2]], np.uint8)))
+    assert np.array_equal(prob, probability_map(classes.max(axis=0)))

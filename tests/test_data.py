@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import struct
 import warnings
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,13 +14,21 @@ import torch
 from conftest import write_image
 from unet_hub.data.augment import RandomFlip
 from unet_hub.data.dataset import SegmentationDataset
-from unet_hub.data.images import PixelLimitError, read_image, to_model_input
+from unet_hub.data.images import (
+    PixelLimitError,
+    check_image_file,
+    read_image,
+    scale_to_unit,
+    scaling_statistics,
+    to_model_input,
+)
 from unet_hub.data.masks import (
     MASK_LABEL_ID_MAX,
     MASK_SOFT_EDGE_LIMIT,
     MaskWarning,
     mask_to_target,
     prepare_mask,
+    read_mask,
 )
 from unet_hub.data.pairs import LAYOUTS, find_pairs, split_validation
 from unet_hub.errors import DataError, ImageReadError
@@ -332,3 +343,440 @@ def test_the_data_set_applies_the_pixel_limit(tmp_path):
     assert isinstance(info.value, ImageReadError)
     assert len(SegmentationDataset(pairs, max_pixels=600)) == 1
     assert len(SegmentationDataset(pairs, max_pixels=None)) == 1
+
+
+# -- the policy's messages: each names the file, the problem and what to do -------------
+
+
+@pytest.mark.parametrize(
+    "mask, n_classes, message",
+    [
+        (
+            np.zeros((0, 4), np.uint8),
+            1,
+            "m.png: the mask is empty",
+        ),
+        (
+            np.array([[0.0, np.nan]], np.float32),
+            1,
+            "m.png: the mask holds NaN or infinite values; clean it first",
+        ),
+        (
+            np.array([[0.0, 0.5, 2.0]], np.float32),
+            1,
+            "m.png: a float mask must hold values in [0, 1] (0 = background, 1 = foreground), "
+            "not 0 to 2; save it as an 8-bit PNG of 0 and 255",
+        ),
+        (
+            np.array([[0.0, 1.5]], np.float32),
+            1,
+            "m.png: a float mask must hold values in [0, 1] (0 = background, 1 = foreground), "
+            "not 0 to 1.5; save it as an 8-bit PNG of 0 and 255",
+        ),
+        (
+            np.array([[0, 1, 2, 3, 4, 5]], np.uint8),
+            1,
+            "m.png: the mask holds the values 0, 1, 2, 3, 4, 5, which look like class ids, but "
+            "the model has one class; for 6 classes pass --n-classes 6 (n_classes=6 in "
+            "Python), or save the mask with only 0 (background) and 255 (foreground)",
+        ),
+        (
+            np.array([[0, 1, 2, 3, 4, 5, 6]], np.uint8),
+            1,
+            "m.png: the mask holds the values 0, 1, 2, 3, 4, 5, ... (7 values), which look "
+            "like class ids, but the model has one class; for 7 classes pass --n-classes 7 "
+            "(n_classes=7 in Python), or save the mask with only 0 (background) and 255 "
+            "(foreground)",
+        ),
+        (
+            _soft(60),
+            1,
+            "m.png: not a two-valued mask: 6.0% of its pixels are neither 0 nor 255 (values "
+            "0, 128, 255); for one class save the mask with only 0 (background) and 255 "
+            "(foreground); if its values are class ids, pass --n-classes with their number",
+        ),
+        (
+            np.array([[0.0, 1.5]], np.float32),
+            3,
+            "m.png: class ids must be whole numbers from 0 to 2, but the mask holds values "
+            "from 0 to 1.5; save it as an 8-bit PNG of class ids",
+        ),
+        (
+            np.array([[0, 3]], np.uint8),
+            3,
+            "m.png holds class id 3, but there are only 3 classes; pass the right number of "
+            "classes",
+        ),
+        (
+            np.array([[0, 255]], np.uint8),
+            3,
+            "m.png holds class id 255, but there are only 3 classes; pass the right number of "
+            "classes (a mask of 0 and 255 is a one-class mask: use --n-classes 1)",
+        ),
+    ],
+    ids=[
+        "empty",
+        "nan",
+        "float range of 3 values",
+        "float above 1",
+        "six ids listed",
+        "seven ids cut",
+        "too soft",
+        "fractional ids",
+        "id too high",
+        "one-class mask",
+    ],
+)
+def test_mask_errors_say_which_file_what_is_wrong_and_what_to_do(mask, n_classes, message):
+    with pytest.raises(DataError) as error:
+        prepare_mask(mask, n_classes, "m.png")
+    assert str(error.value) == message
+
+
+def test_mask_errors_name_the_mask_when_no_file_is_given():
+    with pytest.raises(DataError) as error:
+        prepare_mask(np.zeros((0, 4), np.uint8), 1)
+    assert str(error.value) == "the mask: the mask is empty"
+
+
+def test_mask_warnings_say_what_was_converted_and_how_to_keep_masks_exact():
+    _, [png] = _prepare(_soft(10))
+    assert png == (
+        "m.png: 1.0% of its pixels are neither 0 nor 255 (soft, anti-aliased edges); "
+        "thresholded at 128 (values from 128 up are foreground); save masks with only 0 and "
+        "255 to keep them exact"
+    )
+    _, [jpeg] = _prepare(_soft(10), jpeg=True)
+    assert jpeg == (
+        "m.png: a JPEG mask: lossy compression altered 1.0% of its pixels; thresholded at 128 "
+        "(values from 128 up are foreground); save masks as PNG with only 0 and 255 to keep "
+        "them exact"
+    )
+
+
+def test_a_mask_warning_points_at_the_line_that_asked_for_the_mask():
+    with pytest.warns(MaskWarning) as caught:
+        prepare_mask(_soft(10), 1, "m.png")
+    # at the caller, not inside the policy, so a filter on the caller's module applies
+    # (under mutmut a trampoline frame stands between the two: only "not here" is checked)
+    assert Path(caught[0].filename).name != "masks.py"
+
+
+def test_jpeg_class_id_error_names_the_file_and_says_to_use_png():
+    with pytest.raises(DataError) as error:
+        prepare_mask(np.array([[0, 1, 2]], np.uint8), 3, "m.jpg", jpeg=True)
+    assert str(error.value) == (
+        "m.jpg: class ids cannot be stored as JPEG (lossy compression changes them at the "
+        "edges between classes); save the mask as PNG"
+    )
+
+
+def test_a_one_pixel_mask_is_a_mask():
+    assert _prepare(np.array([[255]], np.uint8))[0].tolist() == [[255]]
+
+
+def test_outside_a_jpeg_values_next_to_0_or_the_maximum_are_soft_edges():
+    near = _soft(100, value=1)  # 10 % of the pixels one level off: not clean in a PNG
+    near[0, 500:520] = 254
+    with pytest.raises(DataError, match="not a two-valued mask: 12.0%"):
+        prepare_mask(near, 1, "m.png")
+
+
+def test_a_float_mask_is_thresholded_at_half_of_1_not_of_its_maximum():
+    soft = _soft(10).astype(np.float32) * (0.8 / 255)  # 0 and 0.8, soft pixels ~0.4
+    soft[0, 0] = 0.45
+    out, [message] = _prepare(soft)
+    assert out[0, 0] == 0 and out[0, 999] == 255
+    assert "thresholded at 0.5" in message
+
+
+def test_grey_alpha_and_rgba_masks_ignore_alpha():
+    grey_alpha = np.zeros((1, 2, 2), np.uint8)
+    grey_alpha[0, 1, 0] = 255
+    grey_alpha[..., 1] = 255  # opaque
+    assert _prepare(grey_alpha)[0].tolist() == [[0, 255]]
+    rgba = np.zeros((1, 2, 4), np.uint8)
+    rgba[0, 1, 2] = 200  # blue foreground
+    rgba[..., 3] = 255
+    assert _prepare(rgba)[0].tolist() == [[0, 255]]
+
+
+def test_class_ids_beyond_256_classes_are_kept_exactly():
+    ids = np.array([[0, 255, 256, 299]], np.uint16)
+    assert _prepare(ids, 300)[0].tolist() == [[0, 255, 256, 299]]
+    assert _prepare(ids[:, :3], 257)[0].tolist() == [[0, 255, 256]]
+    assert _prepare(np.array([[0, 255]], np.uint16), 256)[0].dtype == np.uint8  # 8 bits fit
+
+
+def test_a_one_class_target_is_float32_of_0_and_1():
+    target = mask_to_target(np.array([[0, 255]], np.uint8), 1)
+    assert target.dtype == np.float32 and target.tolist() == [[[0.0, 1.0]]]
+
+
+# -- read_mask: the file's own format and limits -----------------------------------------
+
+
+def _jpeg_named_png(path, mask: np.ndarray):
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(cv2.imencode(".jpg", mask, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes())
+    return path
+
+
+def test_read_mask_knows_a_jpeg_by_its_content_not_its_name(tmp_path):
+    ids = np.zeros((16, 16), np.uint8)
+    ids[:, 8:] = 2
+    jpeg = _jpeg_named_png(tmp_path / "m.png", ids)
+    with pytest.raises(DataError, match=f"^{jpeg}: class ids cannot be stored as JPEG"):
+        read_mask(jpeg, 3)
+    png = write_image(tmp_path / "ids.png", ids)
+    assert read_mask(png, 3).tolist() == ids.tolist()
+    soft = np.zeros((16, 16), np.uint8)
+    soft[:, 8:] = 255
+    soft[0, :3] = 128  # a few pixels really in between
+    with pytest.warns(MaskWarning, match=f"^{jpeg}: a JPEG mask: lossy compression altered"):
+        out = read_mask(_jpeg_named_png(jpeg, soft), 1)
+    assert (out[4:, :6] == 0).all() and (out[4:, 10:] == 255).all()
+
+
+def test_read_mask_applies_the_pixel_limit_it_is_given(tmp_path):
+    _, mask = _pattern()  # 600 pixels
+    path = write_image(tmp_path / "m.png", mask)
+    with pytest.raises(PixelLimitError, match="m.png: 30×20 pixels is more than"):
+        read_mask(path, 1, max_pixels=599)
+    assert read_mask(path, 1, max_pixels=600).tolist() == mask.tolist()
+
+
+def test_read_mask_maps_mask_values_to_class_ids_naming_the_file_of_an_unknown_value(tmp_path):
+    grey = np.array([[0, 127, 255, 127]], np.uint8)
+    path = write_image(tmp_path / "m.png", grey)
+    values = ((0,), (127,), (255,))
+    assert read_mask(path, 3, mask_values=values).tolist() == [[0, 1, 2, 1]]
+    assert read_mask(path, 3, mask_values=((255,), (127,), (0,))).tolist() == [[2, 1, 0, 1]]
+    bad = write_image(tmp_path / "bad.png", np.array([[0, 60]], np.uint8))
+    with pytest.raises(DataError, match=f"^{bad}: holds the value 60, which is none of"):
+        read_mask(bad, 3, mask_values=values)
+
+
+# -- the image gate (check_image_file): what passes, and each refusal in one line --------
+
+
+def _tiff_header_only(width: int | None, height: int | None) -> bytes:
+    """A little-endian TIFF whose one directory gives a size (None: that tag left out)
+    and nothing to decode."""
+    tags = [(tag, value) for tag, value in ((256, width), (257, height)) if value is not None]
+    entries = [struct.pack("<HHIHH", tag, 3, 1, value, 0) for tag, value in tags]
+    count = struct.pack("<H", len(entries))
+    return struct.pack("<2sHI", b"II", 42, 8) + count + b"".join(entries) + b"\0" * 4
+
+
+GIVE = "not an image; give a PNG, JPEG, TIFF or BMP file"
+CONVERT = "a format not read here; convert it to PNG, JPEG, TIFF or BMP"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "the file is empty; replace it with a real image"),
+        (b"just some notes\n", "this is a text file, " + GIVE),
+        (b"  <!DOCTYPE html><html>", "this is an HTML page, " + GIVE),
+        (b"<html><body>", "this is an HTML page, " + GIVE),
+        (b"PK\x03\x04rest", "this is a ZIP archive, " + GIVE),
+        (b"%PDF-1.4 ...", "this is a PDF document, " + GIVE),
+        (b"RIFF\0\0\0\0WEBPVP8 ", "a WebP image, " + CONVERT),
+        (b"GIF89a\0\0", "a GIF image, " + CONVERT),
+        (b"8BPS\0\1" + b"\0" * 20, "a Photoshop document, " + CONVERT),
+        (b"\0\1\2" * 10, "not a readable image (supported: PNG, JPEG, TIFF or BMP)"),
+        (b"notes\0", "not a readable image (supported: PNG, JPEG, TIFF or BMP)"),
+        (_tiff_header_only(0, 5), "not a readable image (its TIFF header has no size)"),
+        (_tiff_header_only(5, 0), "not a readable image (its TIFF header has no size)"),
+        (_tiff_header_only(None, 5), "not a readable image (its TIFF header has no size)"),
+        (_tiff_header_only(5, None), "not a readable image (its TIFF header has no size)"),
+        (b"RIFF\x10\0\0\0WAVEfmt ", "not a readable image (supported: PNG, JPEG, TIFF or BMP)"),
+        (b"notes\x7f", "not a readable image (supported: PNG, JPEG, TIFF or BMP)"),
+        (b"a" * 64 + b"\0", "this is a text file, " + GIVE),  # the first 64 bytes decide
+    ],
+    ids=["empty", "text", "html doctype", "html", "zip", "pdf", "webp", "gif", "psd", "bytes",
+         "text with a NUL", "tiff width 0", "tiff height 0", "tiff without width",
+         "tiff without height", "wav", "text with a DEL", "text then a NUL"],
+)  # fmt: skip
+def test_the_image_gate_says_what_a_refused_file_is(tmp_path, content, message):
+    path = tmp_path / "x.png"
+    path.write_bytes(content)
+    with pytest.raises(ImageReadError) as error:
+        check_image_file(path)
+    assert str(error.value) == f"{path}: {message}"
+
+
+def test_the_image_gate_names_a_missing_file(tmp_path):
+    with pytest.raises(ImageReadError) as error:
+        check_image_file(str(tmp_path / "gone.png"))
+    assert str(error.value) == f"{tmp_path / 'gone.png'}: no such file"
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(ImageReadError, match="folder.png: no such file"):
+        check_image_file(tmp_path / "folder.png")
+
+
+def test_the_image_gate_counts_pixels_from_the_header_up_to_the_limit(tmp_path):
+    image, _ = _pattern()  # 30×20 = 600 pixels
+    path = write_image(tmp_path / "a.png", image)
+    assert check_image_file(path, max_pixels=600) == "PNG"
+    assert check_image_file(path, max_pixels=None) == "PNG"
+    with pytest.raises(PixelLimitError) as error:
+        check_image_file(path, max_pixels=599)
+    assert (
+        str(error.value)
+        == f"{path}: 30×20 pixels is more than the limit of 599; downscale or crop it first"
+    )
+    assert (error.value.pixels, error.value.limit) == (600, 599)
+    big = tmp_path / "big.tif"
+    big.write_bytes(_tiff_header_only(12000, 10000))  # 120 million pixels, by default refused
+    with pytest.raises(
+        PixelLimitError, match="12000×10000 pixels is more than the limit of 100,000,000"
+    ):
+        check_image_file(big)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width×height and holds no pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def test_the_image_gate_refuses_a_decompression_bomb_from_its_header(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_header_only(30000, 30000))  # 900 megapixels
+    with pytest.raises(ImageReadError, match=r"^.*bomb.png: far too large to open safely \("):
+        check_image_file(bomb, max_pixels=None)
+
+
+def test_the_image_gate_reads_tiffs_pillow_cannot_open_from_their_directories(tmp_path):
+    import tifffile
+
+    rgb = np.random.default_rng(0).random((2, 5, 7, 3)).astype(np.float32)
+    one = tmp_path / "one.tif"
+    tifffile.imwrite(one, rgb[0], photometric="rgb")
+    assert check_image_file(one, max_pixels=35) == "TIFF"
+    with pytest.raises(PixelLimitError, match=": 7×5 pixels is more than the limit of 34;"):
+        check_image_file(one, max_pixels=34)
+    for bigtiff, order in ((False, "<"), (True, "<"), (False, ">")):
+        stack = tmp_path / f"stack{bigtiff}{order == '<'}.tif"
+        tifffile.imwrite(stack, rgb, photometric="rgb", bigtiff=bigtiff, byteorder=order)
+        with pytest.raises(ImageReadError) as error:
+            check_image_file(stack)
+        assert str(error.value) == (
+            f"{stack}: a 2-page TIFF file; save the page to segment as a single image"
+        )
+
+
+def test_the_image_gate_counts_a_tiffs_pages_up_to_1000(tmp_path):
+    import tifffile
+
+    many = tmp_path / "many.tif"
+    tifffile.imwrite(many, np.zeros((1001, 1, 1, 3), np.float32), photometric="rgb")
+    with pytest.raises(ImageReadError, match=": a 1000-page TIFF file;"):
+        check_image_file(many)
+
+
+def test_the_image_gate_refuses_real_gif_and_webp_files_pillow_could_open(tmp_path):
+    import PIL.Image
+
+    picture = PIL.Image.fromarray(np.full((4, 5, 3), 80, np.uint8))
+    for fmt, kind in (("GIF", "a GIF image"), ("WEBP", "a WebP image")):
+        path = tmp_path / f"x.{fmt.lower()}"
+        picture.save(path, format=fmt)
+        with pytest.raises(ImageReadError) as error:
+            check_image_file(path)
+        assert str(error.value) == f"{path}: {kind}, " + CONVERT
+
+
+def test_the_image_gate_passes_a_one_pixel_wide_image_and_a_large_one_silently(tmp_path):
+    assert check_image_file(write_image(tmp_path / "line.png", np.zeros((5, 1), np.uint8))) == "PNG"
+    large = tmp_path / "large.png"  # 95 megapixels: Pillow would warn of a decompression bomb
+    large.write_bytes(_png_header_only(10000, 9500))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_image_file(large, max_pixels=None) == "PNG"
+
+
+def test_the_image_gate_refuses_more_than_one_frame_naming_pages_or_frames(tmp_path):
+    import PIL.Image
+
+    frames = [PIL.Image.fromarray(np.full((4, 5), v, np.uint8)) for v in (0, 255)]
+    frames[0].save(tmp_path / "a.png", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "a.tif", save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageReadError) as error:
+        check_image_file(tmp_path / "a.png")
+    assert str(error.value).endswith(
+        ": a 2-frame PNG file; save the page to segment as a single image"
+    )
+    with pytest.raises(ImageReadError, match=": a 2-page TIFF file;"):
+        check_image_file(tmp_path / "a.tif")
+
+
+# -- scale_to_unit and scaling_statistics: the documented formulas ------------------------
+
+
+def test_dtype_scaling_divides_by_the_dtypes_maximum_and_clips_floats():
+    scaled = scale_to_unit(np.array([[0, 51, 255]], np.uint8))
+    assert np.array_equal(scaled, np.array([[0.0, 0.2, 1.0]], np.float32))
+    scaled = scale_to_unit(np.array([[0, 65535]], np.uint16), "dtype")
+    assert scaled.dtype == np.float32 and scaled.tolist() == [[0.0, 1.0]]
+    assert scale_to_unit(np.array([[-0.5, 0.25, 1.5]], np.float64)).tolist() == [[0.0, 0.25, 1.0]]
+    boolean = scale_to_unit(np.array([[False, True]]), "zscore")  # always 0/1
+    assert boolean.dtype == np.float32 and boolean.tolist() == [[0.0, 1.0]]
+
+
+def test_minmax_scaling_maps_the_range_to_0_1_or_gives_0_for_a_flat_image():
+    image = np.array([[10, 20, 30]], np.uint8)
+    assert scale_to_unit(image, "minmax").tolist() == [[0.0, 0.5, 1.0]]
+    assert scaling_statistics(image, "minmax") == (10.0, 30.0)
+    assert scale_to_unit(image, "minmax", statistics=(0.0, 40.0)).tolist() == [[0.25, 0.5, 0.75]]
+    assert scale_to_unit(image, "minmax", statistics=(30.0, 30.0)).tolist() == [[0.0, 0.0, 0.0]]
+
+
+def test_zscore_uses_mean_and_population_std_and_0_below_epsilon():
+    image = np.array([[1.0, 3.0]], np.float32)
+    assert scaling_statistics(image, "zscore") == (2.0, 1.0)
+    assert scale_to_unit(image, "zscore").tolist() == [[-1.0, 1.0]]
+    assert scale_to_unit(image, "zscore", statistics=(1.0, 2.0)).tolist() == [[0.0, 1.0]]
+    tiny = scale_to_unit(image, "zscore", statistics=(1.0, 0.9e-6))
+    assert tiny.tolist() == [[0.0, 0.0]]
+    exact = scale_to_unit(image, "zscore", statistics=(1.0, 1e-6))  # not below: divided
+    assert exact[0, 1] == pytest.approx(2e6)
+
+
+def test_percentile_scaling_clips_to_the_given_percentiles():
+    image = np.arange(201, dtype=np.float64)[None] / 200  # 0 ... 1 in steps of 0.005
+    lo, hi = scaling_statistics(image, "percentile")
+    assert (lo, hi) == pytest.approx((0.005, 0.995))
+    scaled = scale_to_unit(image, "percentile", statistics=(0.25, 0.75))
+    assert scaled[0, 0] == 0.0 and scaled[0, 100] == 0.5 and scaled[0, 200] == 1.0
+    assert scaled[0, 60] == pytest.approx(0.1)  # (0.3 - 0.25) / (0.75 - 0.25)
+
+
+def test_scaling_statistics_of_dtype_and_of_boolean_images_are_none():
+    assert scaling_statistics(np.array([[1, 2]], np.uint8), "dtype") is None
+    assert scaling_statistics(np.array([[False, True]]), "minmax") is None
+
+
+def test_scalings_refuse_unknown_names_and_non_finite_values():
+    for function in (scale_to_unit, scaling_statistics):
+        with pytest.raises(ValueError) as error:
+            function(np.zeros((1, 1), np.uint8), "robust")
+        assert str(error.value) == (
+            "input_scaling must be one of ('dtype', 'minmax', 'zscore', 'percentile'), got 'robust'"
+        )
+    bad = np.array([[0.0, np.inf]], np.float32)
+    for scaling in ("dtype", "minmax"):
+        with pytest.raises(ImageReadError) as error:
+            scale_to_unit(bad, scaling)
+        assert str(error.value) == "the image holds NaN or infinite values; clean it before use"
+    with pytest.raises(ImageReadError, match="^the image holds NaN or infinite values; clean"):
+        scaling_statistics(bad, "zscore")

@@ -20,8 +20,10 @@ from support.in_process import train_here
 from unet_hub import UNet
 from unet_hub.app.webapp import describe_model
 from unet_hub.cli import recorded_command
+from unet_hub.errors import ConfigError
 from unet_hub.files import BUNDLED_MODEL
 from unet_hub.hub.cards import card_eval_dataset, card_metrics, load_model_card
+from unet_hub.model.weights import transfer_weights
 
 #: An absolute path, a home-relative path or a climb out of a folder.
 MACHINE_PATH = re.compile(r"(?:^|[\s'\"(=`])(?:/(?:work|tmp|home|root|usr|mnt)\b|~/|\.\./)")
@@ -174,6 +176,101 @@ def test_a_model_of_another_width_is_refused_naming_the_layer(tmp_path):
     assert result.stderr.startswith("error: --init-from ")
     assert "layer inc.0.weight is (16, 1, 3, 3) there but (8, 1, 3, 3) here" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- --init-from in process (transfer_weights itself) ------------------------------------
+
+
+def _varied(model: UNet, seed: int) -> UNet:
+    """Every tensor (buffers too) set to values no fresh model has."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for value in model.state_dict().values():
+            if value.is_floating_point():
+                value.uniform_(0.5, 1.5)
+            else:
+                value.fill_(seed)
+    return model
+
+
+def test_transfer_copies_every_tensor_of_a_model_of_the_same_kind():
+    source, target = _varied(UNet(base_channels=2), 7), UNet(base_channels=2)
+    assert transfer_weights(target, source, "src") == []
+    for name, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[name], value), name
+
+
+def test_transfer_of_other_classes_keeps_the_fresh_head_and_copies_the_rest():
+    source, target = (
+        _varied(UNet(base_channels=2, n_classes=1), 7),
+        UNet(base_channels=2, n_classes=3),
+    )
+    fresh = {k: v.clone() for k, v in target.state_dict().items()}
+    assert transfer_weights(target, source, "src") == ["the last convolution (outc)"]
+    for name, value in target.state_dict().items():
+        expected = fresh[name] if name.startswith("outc.") else source.state_dict()[name]
+        assert torch.equal(value, expected), name
+
+
+def test_transfer_of_other_input_channels_keeps_the_fresh_first_convolution():
+    source, target = (
+        _varied(UNet(base_channels=2, n_channels=1), 7),
+        UNet(base_channels=2, n_channels=3),
+    )
+    fresh = target.state_dict()["inc.0.weight"].clone()
+    notes = transfer_weights(target, source, "src")
+    assert notes == ["the first convolution (inc.0)"]
+    assert torch.equal(target.state_dict()["inc.0.weight"], fresh)
+    for name, value in target.state_dict().items():
+        if name != "inc.0.weight":
+            assert torch.equal(value, source.state_dict()[name]), name
+
+
+def test_transfer_of_other_channels_and_classes_names_both_first_conv_first():
+    source = _varied(UNet(base_channels=2, n_channels=1, n_classes=1), 7)
+    target = UNet(base_channels=2, n_channels=3, n_classes=2)
+    assert transfer_weights(target, source, "src") == [
+        "the first convolution (inc.0)",
+        "the last convolution (outc)",
+    ]
+
+
+def test_transfer_casts_to_the_targets_dtype():
+    source, target = _varied(UNet(base_channels=2), 7).double(), UNet(base_channels=2)
+    transfer_weights(target, source, "src")
+    weight = target.state_dict()["inc.0.weight"]
+    assert weight.dtype == torch.float32
+    assert torch.equal(weight, source.state_dict()["inc.0.weight"].float())
+
+
+def test_transfer_refuses_another_width_naming_the_layer_and_both_shapes():
+    source, target = UNet(base_channels=4), UNet(base_channels=2)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(ConfigError) as error:
+        transfer_weights(target, source, "src")
+    assert str(error.value) == (
+        "src: layer inc.0.weight is (4, 1, 3, 3) there but (2, 1, 3, 3) here; give the same "
+        "--base-channels and --bilinear as that model"
+    )
+    assert all(torch.equal(target.state_dict()[k], v) for k, v in before.items())
+
+
+def test_transfer_refuses_a_head_or_first_convolution_of_another_width():
+    source, target = UNet(base_channels=2, n_classes=2), UNet(base_channels=2, n_classes=2)
+    source.outc = torch.nn.Conv2d(3, 2, kernel_size=1)  # other input width: not a class change
+    with pytest.raises(ConfigError, match=r"^src: layer outc.weight is \(2, 3, 1, 1\) there"):
+        transfer_weights(target, source, "src")
+    source, target = UNet(base_channels=2), UNet(base_channels=2)
+    source.inc[0] = torch.nn.Conv2d(1, 2, kernel_size=5, padding=2)  # other kernel
+    with pytest.raises(ConfigError, match=r"^src: layer inc.0.weight is \(2, 1, 5, 5\) there"):
+        transfer_weights(target, source, "src")
+
+
+def test_transfer_refuses_a_source_without_a_layer_of_the_target():
+    source, target = UNet(base_channels=2, bilinear=True), UNet(base_channels=2, bilinear=False)
+    with pytest.raises(ConfigError) as error:
+        transfer_weights(target, source, "src")
+    assert str(error.value) == "src: has no layer up1.up.weight; it is not a U-Net of this kind"
 
 
 def test_no_committed_file_a_user_reads_names_a_path_of_this_machine():

@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 from unet_hub import UNet
 from unet_hub.errors import ModelLoadError
 from unet_hub.model.save import save_model_folder
+from unet_hub.model.weights import count_parameters, load_weights
 
 
 def _trained_looking(model: UNet) -> UNet:
@@ -195,3 +196,78 @@ def test_float16_weights_halve_the_file_and_load_as_float32(tmp_path):
     with torch.no_grad():
         difference = (torch.sigmoid(loaded(x)) - torch.sigmoid(model(x))).abs().max()
     assert 0 < difference < 1e-2
+
+
+# -- strict loading, in process (load_weights itself) ------------------------------------
+
+
+def _save_state(state: dict, file: Path) -> str:
+    save_file({k: v.contiguous() for k, v in state.items()}, file)
+    return str(file)
+
+
+def test_load_weights_copies_every_tensor_buffers_included(tmp_path):
+    source = _trained_looking(UNet(base_channels=2))
+    file = _save_state(source.state_dict(), tmp_path / "w.safetensors")
+    target = UNet(base_channels=2)
+    load_weights(target, file, "m")
+    for name, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[name], value), name
+
+
+def test_load_weights_lists_three_names_of_a_kind_then_dots(tmp_path):
+    state = UNet(base_channels=2).state_dict()
+    names = sorted(state)
+    for name in names[:4]:
+        del state[name]
+    file = _save_state(state, tmp_path / "w.safetensors")
+    with pytest.raises(ModelLoadError) as error:
+        load_weights(UNet(base_channels=2), file, "my-model")
+    assert str(error.value) == (
+        "my-model: the weights do not match config.json "
+        f"(missing: {names[0]}, {names[1]}, {names[2]} ...)"
+    )
+
+
+def test_load_weights_names_every_kind_of_mismatch_without_dots_up_to_three(tmp_path):
+    state = UNet(base_channels=2).state_dict()
+    del state["outc.bias"]
+    state["extra.a"] = torch.zeros(1)
+    state["extra.b"] = torch.zeros(1)
+    state["extra.c"] = torch.zeros(1)
+    state["inc.0.weight"] = torch.zeros(3, 1, 3, 3)
+    file = _save_state(state, tmp_path / "w.safetensors")
+    with pytest.raises(ModelLoadError) as error:
+        load_weights(UNet(base_channels=2), file, "my-model")
+    assert str(error.value) == (
+        "my-model: the weights do not match config.json (missing: outc.bias; "
+        "unexpected: extra.a, extra.b, extra.c; "
+        "wrong shape: inc.0.weight (3, 1, 3, 3) != (2, 1, 3, 3))"
+    )
+
+
+def test_load_weights_refuses_a_wrong_shape_alone_and_leaves_the_model_untouched(tmp_path):
+    state = UNet(base_channels=2).state_dict()
+    state["outc.weight"] = torch.ones(1, 2, 3, 3)
+    file = _save_state(state, tmp_path / "w.safetensors")
+    target = UNet(base_channels=2)
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(ModelLoadError, match=r"\(wrong shape: outc.weight \(1, 2, 3, 3\) != "):
+        load_weights(target, file, "my-model")
+    assert all(torch.equal(target.state_dict()[k], v) for k, v in before.items())
+
+
+def test_load_weights_names_the_source_and_the_file_when_unreadable(tmp_path):
+    file = tmp_path / "w.safetensors"
+    file.write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelLoadError, match=r"^my-model: model.safetensors is unreadable or "):
+        load_weights(UNet(base_channels=2), str(file), "my-model")
+    with pytest.raises(ModelLoadError, match=r"^my-model: model.safetensors is unreadable or "):
+        load_weights(UNet(base_channels=2), str(tmp_path / "absent"), "my-model")
+
+
+def test_count_parameters_counts_only_trainable_ones():
+    model = UNet(base_channels=2)
+    total = sum(p.numel() for p in model.parameters())
+    model.outc.weight.requires_grad_(False)
+    assert count_parameters(model) == total - model.outc.weight.numel()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from conftest import ROOT
 from support import in_process
@@ -27,7 +27,10 @@ from unet_hub.files import CHECKPOINT_NAME
 from unet_hub.train.checkpoint import (
     KILL_ENV,
     CheckpointError,
+    fault_point,
     read_checkpoint,
+    read_checkpoint_state,
+    remove_stale_temporaries,
     restore,
     save_checkpoint,
 )
@@ -349,3 +352,199 @@ def test_ctrl_c_keeps_exactly_the_model_at_the_signal(tmp_path, monkeypatch):
         assert torch.equal(saved[key], value), key
     epoch_1 = load_file(out / "last" / "model.safetensors")
     assert any(not torch.equal(epoch_1[k], at_signal[k]) for k in at_signal)
+
+
+# -- the checkpoint file itself, in process -----------------------------------------------
+
+
+@pytest.fixture
+def kill_at(monkeypatch):
+    """Set ``UNET_HUB_KILL_AT`` with the process's counts of reached points at zero (an
+    earlier test in this process may have reached the same point)."""
+    from unet_hub.train import checkpoint
+
+    monkeypatch.setattr(checkpoint, "_reached", {})
+    return lambda spec: monkeypatch.setenv(KILL_ENV, spec)
+
+
+def _linear_and_adam() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.rand(4, 3)).sum().backward()
+    optimizer.step()
+    return model, optimizer
+
+
+def test_checkpoint_fault_point_interrupts_on_the_nth_time_its_point_is_reached(kill_at):
+    kill_at("checkpoint-test-point:3:INT")
+    fault_point("checkpoint-test-point")
+    fault_point("another-point")
+    fault_point("checkpoint-test-point")
+    with pytest.raises(KeyboardInterrupt):
+        fault_point("checkpoint-test-point")
+    fault_point("checkpoint-test-point")  # the 4th time: only the n-th one stops
+
+
+def test_checkpoint_fault_point_without_a_count_stops_the_first_time(kill_at):
+    kill_at("checkpoint-first::INT")
+    with pytest.raises(KeyboardInterrupt):
+        fault_point("checkpoint-first")
+
+
+def _end_of_a_forked_child(spec: str, point: str, reaches: int) -> str:
+    """How a child process ends that reaches ``point`` ``reaches`` times under ``spec``."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 0
+        try:
+            os.environ[KILL_ENV] = spec
+            for _ in range(reaches):
+                fault_point(point)
+        except KeyboardInterrupt:
+            code = 3
+        except BaseException:
+            code = 4
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return signal.Signals(os.WTERMSIG(status)).name
+    return f"exit {os.WEXITSTATUS(status)}"
+
+
+def test_checkpoint_fault_point_without_int_sigkills_at_its_count(monkeypatch):
+    monkeypatch.delenv(KILL_ENV, raising=False)
+    fault_point("checkpoint-kill")  # without UNET_HUB_KILL_AT, reaching a point does nothing
+    assert _end_of_a_forked_child("checkpoint-kill", "checkpoint-kill", 1) == "SIGKILL"
+    assert _end_of_a_forked_child("checkpoint-kill:2", "checkpoint-kill", 1) == "exit 0"
+    assert _end_of_a_forked_child("checkpoint-kill:2", "checkpoint-kill", 2) == "SIGKILL"
+    assert _end_of_a_forked_child("checkpoint-kill:1:INT", "checkpoint-kill", 1) == "exit 3"
+
+
+@pytest.mark.parametrize("point", ["checkpoint-write", "checkpoint-rename"])
+def test_checkpoint_interrupted_while_writing_leaves_the_previous_one_whole(
+    tmp_path, kill_at, point
+):
+    model, optimizer = _linear_and_adam()
+    path = save_checkpoint(tmp_path / CHECKPOINT_NAME, model, optimizer, {"n": 1})
+    before = path.read_bytes()
+    kill_at(f"{point}:1:INT")
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, model, optimizer, {"n": 2})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_NAME]  # no temporary left
+
+
+def test_checkpoint_write_failure_says_why_and_whether_one_is_kept(tmp_path):
+    import resource
+
+    model, optimizer = _linear_and_adam()
+    missing = tmp_path / "no-such-folder" / CHECKPOINT_NAME
+    with pytest.raises(CheckpointError) as error:
+        save_checkpoint(missing, model, optimizer, {})
+    assert str(error.value) == (
+        f"could not write the checkpoint {missing} (No such file or directory); no "
+        "checkpoint yet. Free some space, then continue with --resume"
+    )
+    path = save_checkpoint(tmp_path / CHECKPOINT_NAME, model, optimizer, {"n": 1})
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size // 3, limits[1]))
+    try:
+        with pytest.raises(CheckpointError) as error:
+            save_checkpoint(path, model, optimizer, {"n": 2, "pad": "x" * 1000})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+    assert str(error.value) == (
+        f"could not write the checkpoint {path} (the file size limit was reached); the "
+        "previous checkpoint is intact. Free some space, then continue with --resume"
+    )
+    assert read_checkpoint_state(path)["n"] == 1
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_checkpoint_when_no_space_is_left_says_the_disk_is_full(tmp_path):
+    model, optimizer = _linear_and_adam()
+    path = tmp_path / CHECKPOINT_NAME
+    # the temporary file is a link to /dev/full, where every write fails with ENOSPC
+    (tmp_path / f".{CHECKPOINT_NAME}.tmp-{os.getpid()}").symlink_to("/dev/full")
+    with pytest.raises(CheckpointError) as error:
+        save_checkpoint(path, model, optimizer, {})
+    assert str(error.value) == (
+        f"could not write the checkpoint {path} (the disk is full); no checkpoint yet. "
+        "Free some space, then continue with --resume"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_checkpoint_stale_temporaries_are_removed_and_nothing_else(tmp_path):
+    stale = [tmp_path / f".{CHECKPOINT_NAME}.tmp-{pid}" for pid in (11, 12)]
+    kept = [tmp_path / CHECKPOINT_NAME, tmp_path / ".other.tmp-11", tmp_path / "model.safetensors"]
+    for file in stale + kept:
+        file.write_bytes(b"x")
+    remove_stale_temporaries(tmp_path)
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
+
+
+def test_checkpoint_state_is_read_from_the_header_with_its_format(tmp_path):
+    model, optimizer = _linear_and_adam()
+    path = save_checkpoint(tmp_path / CHECKPOINT_NAME, model, optimizer, {"run": {"epoch": 2}})
+    state = read_checkpoint_state(str(path))
+    assert state["format"] == 1 and state["run"] == {"epoch": 2}
+    assert state["optimizer"]["param_groups"][0]["lr"] == 0.1
+    tensors, _ = read_checkpoint(str(path))
+    assert set(tensors) == {
+        "model/weight", "model/bias",
+        *(f"optimizer/{i}/{k}" for i in (0, 1) for k in ("step", "exp_avg", "exp_avg_sq")),
+    }  # fmt: skip
+
+
+def test_checkpoint_missing_or_newer_is_a_clear_error(tmp_path):
+    path = tmp_path / CHECKPOINT_NAME
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint_state(path)
+    assert str(error.value) == (
+        f"{path} does not exist: there is nothing to resume (a run writes its checkpoint at "
+        "the end of each epoch)"
+    )
+    model, optimizer = _linear_and_adam()
+    save_checkpoint(path, model, optimizer, {"format": 2})
+    with pytest.raises(CheckpointError) as error:
+        read_checkpoint(path)
+    assert str(error.value) == (
+        f"{path} was written by a newer unet-hub (checkpoint format 2); upgrade unet-hub to "
+        "resume it"
+    )
+    # a checkpoint written before the format number existed reads as format 0
+    save_file({"x": torch.zeros(1)}, path, metadata={"unet_hub_checkpoint": '{"run": {}}'})
+    assert read_checkpoint_state(path) == {"run": {}}
+    save_file({"x": torch.zeros(1)}, path)  # a safetensors file, but not a checkpoint
+    with pytest.raises(CheckpointError, match=r"is not a readable unet-hub checkpoint \("):
+        read_checkpoint_state(path)
+
+
+def test_checkpoint_round_trip_keeps_averaged_weights_and_plain_optimizer_state(tmp_path):
+    model, optimizer = _linear_and_adam()
+    ema = torch.nn.Linear(3, 2)
+    torch.nn.init.constant_(ema.weight, 0.25)
+    optimizer.state[model.weight]["n_iter"] = 3  # a plain number, as LBFGS keeps
+    path = save_checkpoint(tmp_path / CHECKPOINT_NAME, model, optimizer, {}, ema)
+    fresh = torch.nn.Linear(3, 2)
+    fresh_optimizer = torch.optim.Adam(fresh.parameters(), lr=1)
+    fresh_ema = torch.nn.Linear(3, 2)
+    tensors, state = read_checkpoint(path)
+    restore(tensors, state, fresh, fresh_optimizer, fresh_ema)
+    assert torch.equal(fresh_ema.weight, ema.weight) and torch.equal(fresh.bias, model.bias)
+    assert fresh_optimizer.state_dict()["state"][0]["n_iter"] == 3
+    assert fresh_optimizer.param_groups[0]["lr"] == 0.1
+    without = save_checkpoint(tmp_path / "plain.safetensors", model, optimizer, {})
+    tensors, state = read_checkpoint(without)
+    assert not any(name.startswith("ema/") for name in tensors)
+    with pytest.raises(CheckpointError) as error:
+        restore(tensors, state, fresh, fresh_optimizer, fresh_ema)
+    assert str(error.value) == "the checkpoint has no averaged weights; resume without --ema"
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+    sgd.state[model.bias]["n_iter"] = 4  # a parameter whose state holds no tensor at all
+    tensors, state = read_checkpoint(save_checkpoint(without, model, sgd, {}))
+    fresh_sgd = torch.optim.SGD(fresh.parameters(), lr=1)
+    restore(tensors, state, fresh, fresh_sgd)
+    assert fresh_sgd.state_dict()["state"] == {1: {"n_iter": 4}}

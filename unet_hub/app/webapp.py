@@ -10,7 +10,6 @@ passes the upload guard (``unet_hub.app.uploads``) and the image gate.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from unet_hub.app.memory import limit_malloc_arenas, release_freed_memory
 from unet_hub.app.results import Result, ResultStore
 from unet_hub.app.server import serve
 from unet_hub.app.settings import AppSettings
+from unet_hub.app.threshold import THRESHOLD_RANGE, checked_threshold, mask_at, views_at
 from unet_hub.app.uploads import uploaded_file
 from unet_hub.app.zerogpu import segmenter
 from unet_hub.data.images import read_image
@@ -33,16 +33,11 @@ from unet_hub.files import BUNDLED_MODEL, EXAMPLES_DIR
 from unet_hub.hub.cards import card_eval_dataset, card_metrics, load_model_card, without_paths
 from unet_hub.infer.backends import prepare
 from unet_hub.infer.segment import mask_from_probabilities
-from unet_hub.infer.visualize import colour_name, display_image, overlay, probability_map
+from unet_hub.infer.visualize import colour_name, display_image
 from unet_hub.model.unet import UNet
 from unet_hub.model.weights import count_parameters
 
 log = logging.getLogger(__name__)
-
-#: The threshold slider's range: every threshold a client sends must lie in it.
-THRESHOLD_RANGE = (0.01, 0.99)
-EXPIRED = "This result is no longer kept on the server; press Segment again."
-
 
 #: The one queue of network runs that the single-image, example and batch events share
 #: (one at a time: the model already uses every core).
@@ -95,17 +90,6 @@ def describe_model(model: UNet, source: str, metrics: dict[str, float], dataset:
     return "\n\n".join(lines)
 
 
-def checked_threshold(value: Any) -> float:
-    """``value`` as a threshold, if it is a finite number in the slider's range; else a
-    one-line ``gr.Error``."""
-    low, high = THRESHOLD_RANGE
-    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-    if number is None or not math.isfinite(number) or not low <= number <= high:
-        shown = repr(value)[:40]
-        raise gr.Error(f"The threshold must be a number from {low} to {high}; got {shown}.")
-    return float(number)
-
-
 class Handlers:
     """The app's event handlers for ``model``: a run keeps its result in ``store`` under
     a key that the session's ``gr.State`` holds."""
@@ -143,27 +127,11 @@ class Handlers:
 
     def views(self, key: Any, threshold: Any):
         """The overlay and the probability map of the session's last run."""
-        threshold = checked_threshold(threshold)
-        result = self.store.get(key)
-        if result is None:
-            return None, None
-        labels = mask_from_probabilities(result.probabilities, threshold)
-        if self.one_class:
-            labels = labels > 0
-            probs = result.probabilities
-        else:
-            probs = result.probabilities.max(axis=0)
-        return overlay(result.picture, labels.astype(np.uint8)), probability_map(probs)
+        return views_at(self.store, key, threshold, self.one_class)
 
     def rethreshold(self, key: Any, threshold: Any):
         """The mask at a new threshold, from the kept probabilities."""
-        threshold = checked_threshold(threshold)
-        if key is None:
-            return None
-        result = self.store.get(key)
-        if result is None:
-            raise gr.Error(EXPIRED)
-        return mask_from_probabilities(result.probabilities, threshold)
+        return mask_at(self.store, key, threshold)
 
 
 @dataclass
