@@ -291,3 +291,27 @@ def test_no_committed_file_a_user_reads_names_a_path_of_this_machine():
         if (match := machine.search((ROOT / name).read_text(encoding="utf-8")))
     }
     assert not offending
+
+
+def test_a_model_trained_to_recommend_the_watershed_has_its_figures_in_the_card(tmp_path):
+    """The card scores what the model recommends: with --watershed, the objects' Rand and
+    VI by watershed beside the plain scores, as `unet-hub evaluate` prints them."""
+    out = tmp_path / "run"
+    result = train_py(
+        *("--data", str(SAMPLE / "train"), "--out", str(out), "--epochs", "1"),
+        *("--image-size", "32", "--base-channels", "2", "--val-fraction", "0.25"),
+        "--watershed",
+    )
+    assert result.returncode == 0, result.stderr
+    metrics = card_metrics(load_model_card(str(out)))
+    by_watershed = {k for k in metrics if k.endswith(", objects by watershed")}
+    assert by_watershed == {
+        f"validation {name}, objects by watershed"
+        for name in (
+            "adapted Rand error",
+            "adapted Rand error (thinned borders)",
+            "variation of information",
+            "variation of information (thinned borders)",
+        )
+    }
+    assert "validation adapted Rand error" in metrics  # the plain scores stay

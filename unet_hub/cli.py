@@ -393,11 +393,6 @@ def _instance_options(
     return InstanceOptions(watershed=watershed, min_size=min_size)
 
 
-def _recommends_objects(config: UNetConfig) -> bool:
-    """Whether a one-class model's config recommends splitting or cleaning its objects."""
-    return config.n_classes == 1 and (config.watershed or config.min_size > 0)
-
-
 def _predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -467,7 +462,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             max_pixels=args.max_pixels,
             # a model that recommends object post-processing is scored with it too,
             # so evaluate prints the figures its card gives
-            instances=_instance_options(args, model.config, _recommends_objects(model.config)),
+            instances=_instance_options(args, model.config, model.config.recommends_objects),
         )
     print(evaluation.table())
     note = seen_note(args.model, [image for image, _ in pairs])

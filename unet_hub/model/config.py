@@ -162,6 +162,12 @@ class UNetConfig:
 
     # -- views -------------------------------------------------------------------------
 
+    @property
+    def recommends_objects(self) -> bool:
+        """Whether this one-class model recommends post-processing its objects (a
+        watershed or a minimum size), so that its scores include those of the objects."""
+        return self.n_classes == 1 and (self.watershed or self.min_size > 0)
+
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON values (labels as a list)."""
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}

@@ -37,6 +37,7 @@ from unet_hub.data.dataset import SegmentationDataset
 from unet_hub.errors import ConfigError, UNetHubError
 from unet_hub.evaluate.evaluator import Evaluation, evaluate_model, validate
 from unet_hub.hub.publish import HubError, check_push_access, push_model_folder
+from unet_hub.infer.instances import InstanceOptions
 from unet_hub.model.save import save_model_folder
 from unet_hub.model.unet import UNet
 from unet_hub.train.checkpoint import fault_point, read_checkpoint, read_checkpoint_state, restore
@@ -488,7 +489,17 @@ def _evaluate_best(run: Run, epoch_metrics: dict[str, float]) -> Evaluation:
     out, val_set = run.folder.path, run.val_set
     model = UNet.from_pretrained(out)
     stems = [p[0].stem for p in val_set.pairs]
-    evaluation = evaluate_model(model, val_set.images, val_set.masks, names=stems)
+    # a model that recommends post-processing its objects is scored with it too (as
+    # `unet-hub evaluate` does), so its card has the figures of what it recommends
+    cfg = model.config
+    objects = (
+        InstanceOptions(watershed=cfg.watershed, min_size=cfg.min_size)
+        if cfg.recommends_objects
+        else None
+    )
+    evaluation = evaluate_model(
+        model, val_set.images, val_set.masks, names=stems, instances=objects
+    )
     metrics = epoch_metrics | evaluation.card_metrics(overlap=False)
     training = run.facts.best(run.state.best_epoch)
     best, trained_at = evaluation.best_rand_threshold, model.config.threshold
@@ -497,7 +508,9 @@ def _evaluate_best(run: Run, epoch_metrics: dict[str, float]) -> Evaluation:
         # also at the one the model was trained and selected with
         before = evaluation
         model.update_config(threshold=best)
-        evaluation = evaluate_model(model, val_set.images, val_set.masks, names=stems)
+        evaluation = evaluate_model(
+            model, val_set.images, val_set.masks, names=stems, instances=objects
+        )
         metrics = evaluation.card_metrics() | {
             f"{name} (at {trained_at:.2f})": value
             for name, value in before.card_metrics(overlap=False).items()
