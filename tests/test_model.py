@@ -221,3 +221,18 @@ def test_a_config_json_of_the_current_format_or_without_library_tag_loads():
     fields = {"n_channels": 3, "n_classes": 1, "base_channels": 2}
     assert UNetConfig.from_saved({**fields, "format": 1}, "m").n_channels == 3
     assert UNetConfig.from_saved(fields, "m").base_channels == 2  # an early config.json
+
+
+@pytest.mark.parametrize(
+    ("fields", "recommends"),
+    [
+        ({}, False),
+        ({"watershed": True}, True),
+        ({"min_size": 1}, True),
+        ({"watershed": True, "min_size": 20}, True),
+        ({"n_classes": 3, "watershed": True}, False),  # objects are of one-class models
+        ({"n_classes": 2, "min_size": 5}, False),
+    ],
+)
+def test_a_config_recommends_objects_when_it_splits_or_cleans_them(fields, recommends):
+    assert UNetConfig(**fields).recommends_objects is recommends
