@@ -45,7 +45,8 @@ def headline_scores(card_metrics: dict[str, float]) -> dict[str, float]:
 
 
 def _is_headline(name: str) -> bool:
-    per_class = name.startswith((f"{DICE} (", f"{IOU} ("))
+    # Dice and IoU per class, or their mean when the card has that instead
+    per_class = name.startswith((f"{DICE} (", f"{IOU} (")) or name in (DICE, IOU)
     rand = (RAND_ERROR, f"{RAND_ERROR} {THINNED}")
     objects = name.startswith(rand) and OBJECTS_BY in name
     # the challenge's pixel error is at its own best threshold, which its name gives
