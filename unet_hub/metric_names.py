@@ -46,20 +46,12 @@ def headline_scores(card_metrics: dict[str, float]) -> dict[str, float]:
 
 def _is_headline(name: str) -> bool:
     # Dice and IoU per class, or their mean when the card has that instead
-    per_class = name.startswith((f"{DICE} (", f"{IOU} (")) or name in (DICE, IOU)
+    overlap = name.startswith((f"{DICE} (", f"{IOU} (")) or name in (DICE, IOU)
     rand = (RAND_ERROR, f"{RAND_ERROR} {THINNED}")
     objects = name.startswith(rand) and OBJECTS_BY in name
     # the challenge's pixel error is at its own best threshold, which its name gives
-    return (
-        per_class
-        or objects
-        or name.startswith(CHALLENGE_PIXEL_ERROR)
-        or name
-        in (
-            PIXEL_ERROR,
-            *rand,
-        )
-    )
+    challenge = name.startswith(CHALLENGE_PIXEL_ERROR)
+    return overlap or objects or challenge or name in (PIXEL_ERROR, *rand)
 
 
 def of_objects(metric: str, how: str) -> str:
