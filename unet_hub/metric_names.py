@@ -44,6 +44,14 @@ def headline_scores(card_metrics: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in scores.items() if _is_headline(k)}
 
 
+def scores_text(scores: dict[str, float]) -> str:
+    """Scores as a page shows them in a line: ``Dice 0.9519, IoU 0.9082``."""
+    return ", ".join(
+        f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}"
+        for name, value in scores.items()
+    )
+
+
 def _is_headline(name: str) -> bool:
     # Dice and IoU per class, or their mean when the card has that instead
     overlap = name.startswith((f"{DICE} (", f"{IOU} (")) or name in (DICE, IOU)

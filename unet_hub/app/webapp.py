@@ -64,12 +64,10 @@ def describe_model(model: UNet, source: str, metrics: dict[str, float], dataset:
     # The headline scores only (the card has them all); losses mean little to a reader.
     scores = metric_names.headline_scores(metrics)
     if scores:
-        shown = ", ".join(
-            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items()
-        )
         lines.append(
             f"**Measured** on {without_paths(dataset or 'its validation data')}, at threshold "
-            f"{cfg['threshold']}: {shown}; all figures are in the model card."
+            f"{cfg['threshold']}: {metric_names.scores_text(scores)}; all figures are in the "
+            "model card."
         )
     if cfg["n_classes"] == 1:
         lines.append(

@@ -116,10 +116,7 @@ def description_html(model: UNet, source: str | Path) -> str:
     ]
     scores = metric_names.headline_scores(card_metrics(card))
     if scores:
-        shown = ", ".join(
-            f"{html.escape(k)} {v:.4f}" if isinstance(v, float) else f"{html.escape(k)} {v}"
-            for k, v in scores.items()
-        )
+        shown = html.escape(metric_names.scores_text(scores))  # names escaped, numbers as they are
         dataset = html.escape(without_paths(card_eval_dataset(card) or "its validation data"))
         parts.append(
             f"<p><strong>Measured</strong> on {dataset}, at threshold {cfg['threshold']}: "
